@@ -1,0 +1,41 @@
+"""distml: train machine-learning models on chunked data across a cluster of workers.
+
+Public names are loaded on first use, so that a worker process (``python -m distml worker``)
+starts without importing the client side.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": "distml.client.client",
+    "default_client": "distml.client.client",
+    "Future": "distml.client.future",
+    "as_completed": "distml.client.future",
+    "wait": "distml.client.future",
+    "LocalCluster": "distml.cluster",
+    "Config": "distml.config",
+    **{name: "distml.errors" for name in (
+        "AuthenticationError", "CancelledError", "CommClosedError", "CycleError", "DistmlError",
+        "GraphError", "KeyLostError", "ProtocolError", "RemoteTaskError", "SerializationError",
+        "TimeoutError", "WorkerDiedError")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

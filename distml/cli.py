@@ -1,0 +1,107 @@
+"""Command line: ``distml scheduler`` on one host, ``distml worker tcp://host:port`` on many.
+
+Every connection is authenticated with a shared secret, read from ``--secret-file`` or the
+``DISTML_SECRET`` environment variable. A scheduler started without one makes a secret and writes
+it (owner-readable only) to the default secret file, where workers on the same host find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from distml.config import (Config, default_secret_file, new_secret, read_secret_file,
+                           write_secret_file)
+
+logger = logging.getLogger("distml.cli")
+
+
+def _secret(args: argparse.Namespace, create: bool) -> str:
+    if args.secret_file:
+        return read_secret_file(args.secret_file)
+    if os.environ.get("DISTML_SECRET"):
+        return os.environ["DISTML_SECRET"]
+    path = default_secret_file()
+    if path.exists():
+        return read_secret_file(path)
+    if not create:
+        raise SystemExit(f"distml: no secret: pass --secret-file, set DISTML_SECRET, or copy the "
+                         f"scheduler's secret file to {path}")
+    secret = new_secret()
+    write_secret_file(path, secret)
+    logger.warning("no secret given: wrote a new one to %s (copy it to every worker host)", path)
+    return secret
+
+
+async def _serve(server_factory) -> None:
+    server = await server_factory()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.close()))
+    await server.finished()
+
+
+def _scheduler(args: argparse.Namespace) -> None:
+    from distml.scheduler.server import Scheduler
+
+    config = Config.load(secret=_secret(args, create=True), host=args.host)
+    address = f"tcp://{args.host}:{args.port}"
+
+    async def make() -> Scheduler:
+        scheduler = await Scheduler(address, config).start()
+        print(f"distml scheduler at {scheduler.address}", flush=True)
+        return scheduler
+
+    asyncio.run(_serve(make))
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from distml.cluster import parse_memory
+    from distml.worker.server import Worker
+
+    config = Config.load(secret=_secret(args, create=False), host=args.host)
+    nthreads = args.nthreads or os.cpu_count() or 1
+
+    async def make() -> Worker:
+        worker = Worker(args.address, config, nthreads=nthreads,
+                        memory_limit=parse_memory(args.memory_limit), name=args.name or "",
+                        host=args.host)
+        return await worker.start()
+
+    asyncio.run(_serve(make))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="distml", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=os.environ.get("DISTML_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sched = sub.add_parser("scheduler", help="run a scheduler")
+    sched.add_argument("--host", default=os.environ.get("DISTML_HOST", "127.0.0.1"),
+                       help="interface to listen on (default loopback)")
+    sched.add_argument("--port", type=int, default=8786)
+    sched.add_argument("--secret-file")
+    sched.set_defaults(run=_scheduler)
+
+    work = sub.add_parser("worker", help="run a worker for the scheduler at ADDRESS")
+    work.add_argument("address", help="scheduler address, e.g. tcp://10.0.0.1:8786")
+    work.add_argument("--nthreads", type=int, default=0, help="threads (default: cores)")
+    work.add_argument("--memory-limit", default="auto", help="e.g. 4GB; auto = machine memory")
+    work.add_argument("--name")
+    work.add_argument("--host", default=os.environ.get("DISTML_HOST", "127.0.0.1"),
+                      help="interface to listen on for peers (default loopback)")
+    work.add_argument("--secret-file")
+    work.set_defaults(run=_worker)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

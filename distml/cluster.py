@@ -1,0 +1,147 @@
+"""A cluster on this machine: the scheduler in this process (on the shared event loop thread),
+workers in their own processes, all on loopback, with a fresh secret of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from distml.config import Config, new_secret
+from distml.errors import DistmlError
+from distml.loop import shared_loop
+from distml.scheduler.server import Scheduler
+
+logger = logging.getLogger(__name__)
+
+
+def parse_memory(value: int | float | str | None, n_workers: int = 1) -> int:
+    """Bytes from ``4e9``, ``"4GB"``, ``"512 MiB"``; ``None``/``"auto"`` share the machine's
+    memory between ``n_workers``; ``0`` means no limit."""
+    if value is None or value == "auto":
+        return psutil.virtual_memory().total // max(1, n_workers)
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = value.strip().replace(" ", "")
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6,
+             "gb": 10**9, "tb": 10**12, "b": 1}
+    lowered = text.lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix):
+            number = lowered[: -len(suffix)]
+            break
+    else:
+        number, factor = lowered, 1
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise ValueError(f"cannot read a memory size from {value!r} (try '4GB' or '512MiB')") \
+            from None
+
+
+class LocalCluster:
+    """Scheduler plus ``n_workers`` worker processes on loopback.
+
+    ``n_workers`` defaults to the number of cores, with one thread each.
+    """
+
+    def __init__(self, n_workers: int | None = None, threads_per_worker: int | None = None,
+                 memory_limit: int | str | None = None, config: Config | None = None,
+                 start_timeout: float = 30.0):
+        config = config or Config.load()
+        if not config.secret:
+            config = config.replace(secret=new_secret())
+        self.config = config
+        cores = os.cpu_count() or 1
+        self.n_workers = cores if n_workers is None else n_workers
+        if self.n_workers < 0:
+            raise ValueError(f"n_workers must be >= 0, got {self.n_workers}")
+        self.threads_per_worker = threads_per_worker or 1
+        self.memory_limit = parse_memory(memory_limit, max(1, self.n_workers))
+        self._loop = shared_loop()
+        self.processes: list[subprocess.Popen] = []
+        self.scheduler: Scheduler | None = None
+        started = time.perf_counter()
+        self.scheduler = self._loop.run(self._start_scheduler())
+        try:
+            for _ in range(self.n_workers):
+                self.add_worker()
+            self._loop.run(self._wait_for_workers(self.n_workers, start_timeout))
+        except BaseException:
+            self.close()
+            raise
+        self.start_seconds = time.perf_counter() - started
+        logger.info("local cluster at %s with %d workers ready in %.2f s", self.scheduler_address,
+                    self.n_workers, self.start_seconds)
+
+    async def _start_scheduler(self) -> Scheduler:
+        return await Scheduler(f"tcp://{self.config.host}:0", self.config).start()
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.scheduler.address
+
+    def add_worker(self, **options: Any) -> subprocess.Popen:
+        """Start one more worker process."""
+        # Workers see the modules this process sees (scripts' folders, notebooks' paths), so
+        # functions pickled by reference load there as they do here.
+        paths = [p or os.getcwd() for p in sys.path]
+        env = dict(os.environ, DISTML_SECRET=self.config.secret,
+                   PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+        cmd = [sys.executable, "-m", "distml", "worker", self.scheduler_address,
+               "--nthreads", str(options.get("nthreads", self.threads_per_worker)),
+               "--memory-limit", str(options.get("memory_limit", self.memory_limit)),
+               "--name", f"worker-{len(self.processes)}", "--host", self.config.host]
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        self.processes.append(proc)
+        return proc
+
+    async def _wait_for_workers(self, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.scheduler.state.workers) < n:
+            dead = [p for p in self.processes if p.poll() is not None]
+            if dead:
+                raise DistmlError(f"a worker process exited with code {dead[0].returncode} "
+                                  "while the local cluster was starting")
+            if time.monotonic() > deadline:
+                raise DistmlError(f"only {len(self.scheduler.state.workers)} of {n} workers "
+                                  f"joined within {timeout} s")
+            await self.scheduler.worker_joined(0.05)
+
+    def wait_for_workers(self, n: int, timeout: float = 30.0) -> None:
+        self._loop.run(self._wait_for_workers(n, timeout))
+
+    @property
+    def workers(self) -> list[str]:
+        return list(self.scheduler.state.workers)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers (terminate, then kill) and the scheduler."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.processes:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        if self.scheduler is not None and self._loop.thread.is_alive():
+            self._loop.run(self.scheduler.close(), timeout=timeout)
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<LocalCluster {self.scheduler_address} workers={len(self.processes)}>"

@@ -1,0 +1,128 @@
+"""One configuration object: defaults, overridden by ``DISTML_*`` environment variables,
+overridden by keyword arguments.
+
+Every tunable of the runtime lives here so that a user can find them all in one place and set them
+the same way for the local cluster, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import ssl
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "DISTML_"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclass
+class Config:
+    """Runtime settings. Build with :meth:`Config.load` to apply the environment."""
+
+    #: Shared secret that authenticates every connection (HMAC handshake). ``None`` means "make
+    #: one" for a local cluster and "read the default secret file" for the CLI.
+    secret: str | None = field(default=None, repr=False)
+    #: Interface the scheduler and workers listen on. Loopback unless set.
+    host: str = "127.0.0.1"
+    #: Largest frame accepted from an authenticated peer, in bytes.
+    max_frame_bytes: int = 2**31
+    #: Largest message header (msgpack) accepted, in bytes.
+    max_header_bytes: int = 256 * 2**20
+    #: Most frames one message may carry.
+    max_frames: int = 1_000_000
+    #: Seconds a connection attempt (TCP connect plus handshake) may take.
+    connect_timeout: float = 10.0
+    #: Seconds between worker heartbeats.
+    heartbeat_interval: float = 1.0
+    #: Seconds without a heartbeat after which the scheduler declares a worker lost.
+    worker_ttl: float = 30.0
+    #: Seconds a busy batched stream waits to gather more messages before sending.
+    batch_interval: float = 0.002
+    #: Seconds of estimated work the scheduler queues on a worker per thread.
+    worker_saturation_seconds: float = 0.05
+    #: Most tasks queued on one worker per thread, whatever their estimated duration.
+    max_tasks_per_thread: int = 1000
+    #: Duration assumed for a task whose kind has never run, in seconds.
+    unknown_task_duration: float = 0.5
+    #: Transitions kept for ``client.story``.
+    transition_log_length: int = 100_000
+    #: How many times a task may be on a worker that dies before it is failed.
+    allowed_failures: int = 3
+    #: Optional TLS contexts (server side and client side).
+    ssl_server: ssl.SSLContext | None = field(default=None, repr=False)
+    ssl_client: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> "Config":
+        """Defaults, then ``DISTML_<FIELD>`` environment variables, then ``overrides``."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, spec in known.items():
+            raw = os.environ.get(ENV_PREFIX + name.upper())
+            if raw is None or name.startswith("ssl_"):
+                continue
+            values[name] = _coerce(name, spec.type, raw)
+        unknown = set(overrides) - set(known)
+        if unknown:
+            raise TypeError(f"unknown distml config option(s): {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def secret_bytes(self) -> bytes:
+        if not self.secret:
+            raise ValueError("no shared secret configured")
+        return self.secret.encode()
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    text = str(type_name)
+    try:
+        if text.startswith("bool"):
+            return _parse_bool(raw)
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    return raw
+
+
+def new_secret() -> str:
+    """A fresh random secret, 256 bits, as text."""
+    return secrets.token_hex(32)
+
+
+def default_secret_file() -> Path:
+    return Path(os.environ.get("DISTML_SECRET_FILE", Path.home() / ".config" / "distml" / "secret"))
+
+
+def read_secret_file(path: str | os.PathLike[str]) -> str:
+    text = Path(path).read_text().strip()
+    if not text:
+        raise ValueError(f"secret file {path} is empty")
+    return text
+
+
+def write_secret_file(path: str | os.PathLike[str], secret: str) -> None:
+    """Write ``secret`` readable by the owner only."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")

@@ -1,0 +1,304 @@
+"""The scheduler's I/O layer: accepts authenticated connections from workers and clients, checks
+each message's shape, feeds it to :class:`SchedulerState` and sends back what the state says.
+
+It never unpickles: task payloads and exceptions pass through as opaque bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from typing import Any, Callable
+
+from distml.batched import BatchedStream, unbatch
+from distml.comm import Comm, Listener
+from distml.config import Config
+from distml.errors import CommClosedError, ProtocolError
+from distml.scheduler.state import Outbox, SchedulerState
+
+logger = logging.getLogger(__name__)
+
+_NUM = (int, float)
+_KEYS = ("keys", list)
+
+#: The fields (and their types) each operation must carry, checked before the state sees it.
+WORKER_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "task-finished": (("key", str), ("nbytes", int), ("duration", _NUM)),
+    "task-erred": (("key", str), ("text", str)),
+    "add-replica": (("key", str), ("nbytes", int)),
+    "missing-data": (("key", str), ("dep", str), ("holders", list)),
+    "steal-response": (("key", str), ("ok", bool)),
+    "heartbeat": (),
+    "paused": (("paused", bool),),
+}
+CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "update-graph": (("tasks", dict), _KEYS),
+    "release-keys": (_KEYS,),
+    "want-keys": (_KEYS,),
+    "cancel": (_KEYS,),
+    "retry": (_KEYS,),
+    "scatter": (("who_has", dict), ("nbytes", dict)),
+    "who-has": (_KEYS, ("id", int)),
+    "story": (_KEYS, ("id", int)),
+    "info": (("id", int),),
+    "heartbeat": (),
+}
+
+
+def check_message(msg: dict[str, Any], ops: dict[str, tuple[tuple[str, Any], ...]]) -> str:
+    """Return ``msg``'s op after checking its fields, or raise ``ProtocolError`` naming them."""
+    op = msg.get("op")
+    if op not in ops:
+        raise ProtocolError(f"unknown operation {op!r}")
+    for name, kind in ops[op]:
+        value = msg.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ProtocolError(f"operation {op!r}: field {name!r} missing or of the wrong type "
+                                f"({type(value).__name__})")
+    return op
+
+
+def _check_graph_tasks(tasks: dict[str, Any]) -> None:
+    for key, spec in tasks.items():
+        if not isinstance(key, str) or not isinstance(spec, dict):
+            raise ProtocolError("update-graph: tasks must map str keys to dicts")
+        if not isinstance(spec.get("payload"), list) or not isinstance(spec.get("deps", []), list):
+            raise ProtocolError(f"update-graph: task {key!r} needs a payload list and deps list")
+
+
+class Scheduler:
+    """Serves the scheduling state machine over TCP."""
+
+    def __init__(self, address: str = "tcp://127.0.0.1:0", config: Config | None = None):
+        self.config = config or Config.load()
+        self.state = SchedulerState(self.config)
+        self.listener = Listener(address, self._handle_comm, self.config)
+        self.streams: dict[str, BatchedStream] = {}
+        self._comms: dict[str, Comm] = {}
+        self._last_seen: dict[str, float] = {}
+        self._stimulus = itertools.count()
+        self._periodic: asyncio.Task | None = None
+        self._closed = asyncio.Event()
+        self._worker_joined = asyncio.Event()
+        self.started = time.time()
+
+    @property
+    def address(self) -> str:
+        return self.listener.address
+
+    async def start(self) -> "Scheduler":
+        await self.listener.start()
+        self._periodic = asyncio.get_running_loop().create_task(self._housekeeping())
+        logger.info("scheduler listening at %s", self.address)
+        return self
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._periodic is not None:
+            self._periodic.cancel()
+        for stream in list(self.streams.values()):
+            await stream.close()
+        for comm in list(self._comms.values()):
+            await comm.close()
+        self.listener.stop()
+
+    async def finished(self) -> None:
+        await self._closed.wait()
+
+    async def worker_joined(self, timeout: float) -> None:
+        """Wait until a worker joins, or ``timeout`` passes."""
+        try:
+            await asyncio.wait_for(self._worker_joined.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._worker_joined.clear()
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, out: Outbox) -> None:
+        for recipient, msgs in out.items():
+            stream = self.streams.get(recipient)
+            if stream is not None:
+                stream.send_many(msgs)
+
+    def _apply(self, method: Callable[..., Outbox], *args: Any, **kwargs: Any) -> None:
+        kwargs["stimulus_id"] = f"{method.__name__}-{next(self._stimulus)}-{time.time():.6f}"
+        self._route(method(*args, **kwargs))
+
+    # ------------------------------------------------------------------ connections
+    async def _handle_comm(self, comm: Comm) -> None:
+        try:
+            header, _ = await comm.recv()
+        except (CommClosedError, ProtocolError) as exc:
+            logger.warning("dropping %s before registration: %s", comm.peer_address, exc)
+            await comm.close()
+            return
+        op = header.get("op")
+        if op == "register-worker":
+            await self._serve_worker(comm, header)
+        elif op == "register-client":
+            await self._serve_client(comm, header)
+        else:
+            logger.warning("peer %s opened with unknown operation %r; closing", comm.peer_address,
+                           op)
+            await comm.send({"op": "error", "message": f"unknown operation {op!r}"})
+            await comm.close()
+
+    async def _serve_worker(self, comm: Comm, header: dict[str, Any]) -> None:
+        address = header.get("address")
+        nthreads = header.get("nthreads")
+        keys = header.get("keys") or {}
+        if not isinstance(address, str) or not isinstance(nthreads, int) or not isinstance(keys,
+                                                                                         dict):
+            await comm.send({"op": "error", "message": "register-worker needs address, nthreads"})
+            await comm.close()
+            return
+        if address in self.streams:
+            await comm.send({"op": "error", "message": f"worker {address} already registered"})
+            await comm.close()
+            return
+        stream = BatchedStream(comm, self.config.batch_interval)
+        self.streams[address] = stream
+        self._comms[address] = comm
+        self._last_seen[address] = time.monotonic()
+        await comm.send({"op": "registered", "scheduler": self.address})
+        stream.start()
+        self._apply(self.state.add_worker, address, nthreads, int(header.get("memory_limit") or 0),
+                    str(header.get("name") or address), keys)
+        self._worker_joined.set()
+        logger.info("worker %s joined (%d threads)", address, nthreads)
+        reason = "connection closed"
+        try:
+            while True:
+                msg, _ = await comm.recv()
+                self._last_seen[address] = time.monotonic()
+                for sub in unbatch(msg):
+                    self._worker_message(address, sub)
+        except CommClosedError:
+            pass
+        except (ProtocolError, ValueError) as exc:
+            reason = f"protocol error: {exc}"
+            logger.error("worker %s sent a bad message (%s); disconnecting it", address, exc)
+        finally:
+            await self._drop_worker(address, reason)
+
+    def _worker_message(self, address: str, msg: dict[str, Any]) -> None:
+        op = check_message(msg, WORKER_OPS)
+        s = self.state
+        if op == "task-finished":
+            self._apply(s.task_finished, address, msg["key"], msg["nbytes"], msg["duration"])
+        elif op == "task-erred":
+            self._apply(s.task_erred, address, msg["key"], msg.get("exception"),
+                        msg.get("traceback"), msg["text"])
+        elif op == "add-replica":
+            self._apply(s.add_replica, address, msg["key"], msg["nbytes"])
+        elif op == "missing-data":
+            self._apply(s.missing_data, address, msg["key"], msg["dep"], msg["holders"])
+        elif op == "steal-response":
+            self._apply(s.steal_response, address, msg["key"], msg["ok"])
+        elif op == "paused":
+            self._apply(s.set_paused, address, msg["paused"])
+
+    async def _drop_worker(self, address: str, reason: str) -> None:
+        stream = self.streams.pop(address, None)
+        comm = self._comms.pop(address, None)
+        self._last_seen.pop(address, None)
+        if stream is not None:
+            await stream.close()
+        if comm is not None:
+            await comm.close()
+        if address in self.state.workers:
+            logger.warning("worker %s left: %s", address, reason)
+            self._apply(self.state.remove_worker, address, reason)
+
+    async def _serve_client(self, comm: Comm, header: dict[str, Any]) -> None:
+        client_id = header.get("client") or f"client-{uuid.uuid4().hex}"
+        if not isinstance(client_id, str) or client_id in self.streams:
+            await comm.send({"op": "error", "message": "bad or duplicate client id"})
+            await comm.close()
+            return
+        stream = BatchedStream(comm, self.config.batch_interval)
+        self.streams[client_id] = stream
+        self._comms[client_id] = comm
+        await comm.send({"op": "registered", "client": client_id, "scheduler": self.address})
+        stream.start()
+        self._apply(self.state.add_client, client_id)
+        logger.info("client %s connected from %s", client_id, comm.peer_address)
+        try:
+            while True:
+                msg, _ = await comm.recv()
+                for sub in unbatch(msg):
+                    self._client_message(client_id, sub)
+        except CommClosedError:
+            pass
+        except (ProtocolError, ValueError) as exc:
+            logger.error("client %s sent a bad message (%s); disconnecting it", client_id, exc)
+            stream.send({"op": "error", "message": str(exc)})
+        finally:
+            self.streams.pop(client_id, None)
+            self._comms.pop(client_id, None)
+            await stream.close()
+            await comm.close()
+            self._apply(self.state.remove_client, client_id)
+            logger.info("client %s disconnected", client_id)
+
+    def _client_message(self, client_id: str, msg: dict[str, Any]) -> None:
+        op = check_message(msg, CLIENT_OPS)
+        s = self.state
+        if op == "update-graph":
+            _check_graph_tasks(msg["tasks"])
+            self._apply(s.update_graph, client_id, msg["tasks"], msg["keys"])
+        elif op == "release-keys":
+            self._apply(s.release_keys, client_id, msg["keys"])
+        elif op == "want-keys":
+            self._apply(s.want_keys, client_id, msg["keys"])
+        elif op == "cancel":
+            self._apply(s.cancel, client_id, msg["keys"])
+        elif op == "retry":
+            self._apply(s.retry, client_id, msg["keys"])
+        elif op == "scatter":
+            self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"])
+        elif op in ("who-has", "story", "info"):
+            self.streams[client_id].send({"op": "reply", "id": msg["id"],
+                                          "result": self._query(op, msg)})
+
+    def _query(self, op: str, msg: dict[str, Any]) -> Any:
+        if op == "who-has":
+            return self.state.who_has(msg["keys"])
+        if op == "story":
+            return [list(entry) for entry in self.state.story(msg["keys"])]
+        return self.info()
+
+    def info(self) -> dict[str, Any]:
+        """A data-only summary of the cluster: workers, their load, task counts."""
+        return {
+            "address": self.address,
+            "workers": {
+                ws.address: {"name": ws.name, "nthreads": ws.nthreads,
+                             "memory_limit": ws.memory_limit, "processing": len(ws.processing),
+                             "keys": len(ws.has_what), "nbytes": ws.nbytes, "paused": ws.paused}
+                for ws in self.state.workers.values()
+            },
+            "tasks": self.state.task_counts(),
+            "clients": sorted(self.state.clients),
+        }
+
+    # ------------------------------------------------------------------ periodic work
+    async def _housekeeping(self) -> None:
+        """Work stealing and lost-worker detection; the only place that looks at the clock."""
+        tick = 0.1
+        while not self._closed.is_set():
+            await asyncio.sleep(tick)
+            self._apply(self.state.balance)
+            deadline = time.monotonic() - self.config.worker_ttl
+            for address, seen in list(self._last_seen.items()):
+                if seen < deadline:
+                    comm = self._comms.get(address)
+                    logger.warning("worker %s missed heartbeats for %.1f s", address,
+                                   self.config.worker_ttl)
+                    if comm is not None:
+                        await comm.close()

@@ -1,0 +1,737 @@
+"""The scheduler's state machine: events in, messages out.
+
+A plain class with no sockets and no clock. Each public method takes one event (a graph from a
+client, a result from a worker, a lost worker ...) and returns the messages to send, as a mapping
+from recipient (a worker address or a client id) to a list of message dicts. The I/O layer in
+:mod:`distml.scheduler.server` only decodes, calls, and sends.
+
+Task payloads are opaque bytes: the scheduler never unpickles anything.
+
+Task states: ``released`` (known, not computing, no data), ``waiting`` (needs dependencies that are
+not in memory), ``queued`` (ready, waiting for a worker with room), ``processing`` (sent to a
+worker), ``memory`` (result held by one or more workers), ``erred``; a task that nobody needs any
+more is *forgotten* (removed).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict, deque
+from typing import Any, Iterable
+
+from distml.config import Config
+
+RELEASED = "released"
+WAITING = "waiting"
+QUEUED = "queued"
+PROCESSING = "processing"
+MEMORY = "memory"
+ERRED = "erred"
+FORGOTTEN = "forgotten"
+
+#: Cost assumed per task on top of its measured run time (messaging, bookkeeping), in seconds.
+TASK_OVERHEAD = 1e-4
+#: Bytes per second assumed between workers when weighing data locality against load.
+BANDWIDTH = 100e6
+
+Outbox = dict[str, list[dict[str, Any]]]
+
+
+class TaskState:
+    """What the scheduler knows of one key."""
+
+    __slots__ = (
+        "key", "state", "payload", "prefix", "priority", "dependencies", "dependents",
+        "waiting_on", "waiters", "who_wants", "who_has", "processing_on", "nbytes",
+        "exception", "traceback", "exception_text", "erred_key", "suspicious", "retries",
+        "stealing_to",
+    )
+
+    def __init__(self, key: str, payload: Any, prefix: str, priority: tuple, retries: int = 0):
+        self.key = key
+        self.state = RELEASED
+        #: Opaque serialized task (list of byte frames); ``None`` for scattered data.
+        self.payload = payload
+        self.prefix = prefix
+        self.priority = priority
+        self.dependencies: set[TaskState] = set()
+        self.dependents: set[TaskState] = set()
+        #: Dependencies not yet in memory, while this task is waiting.
+        self.waiting_on: set[TaskState] = set()
+        #: Dependents that still need this task's result.
+        self.waiters: set[TaskState] = set()
+        self.who_wants: set[ClientState] = set()
+        self.who_has: set[WorkerState] = set()
+        self.processing_on: WorkerState | None = None
+        self.nbytes = 0
+        self.exception: Any = None
+        self.traceback: Any = None
+        self.exception_text = ""
+        #: The key whose failure made this task fail (itself, or a dependency).
+        self.erred_key: str | None = None
+        #: How many times this task was processing on a worker that died.
+        self.suspicious = 0
+        self.retries = retries
+        self.stealing_to: WorkerState | None = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.key!r} {self.state}>"
+
+
+class WorkerState:
+    """What the scheduler knows of one worker."""
+
+    __slots__ = ("address", "name", "nthreads", "memory_limit", "processing", "occupancy",
+                 "has_what", "nbytes", "paused")
+
+    def __init__(self, address: str, name: str, nthreads: int, memory_limit: int):
+        self.address = address
+        self.name = name
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+        #: Task -> estimated duration, for every task sent to this worker and not yet back.
+        self.processing: dict[TaskState, float] = {}
+        self.occupancy = 0.0
+        self.has_what: set[TaskState] = set()
+        self.nbytes = 0
+        self.paused = False
+
+    def load(self) -> float:
+        return self.occupancy / self.nthreads
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.address} processing={len(self.processing)}>"
+
+
+class ClientState:
+    __slots__ = ("id", "wants")
+
+    def __init__(self, client_id: str):
+        self.id = client_id
+        self.wants: set[TaskState] = set()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id}>"
+
+
+def key_prefix(key: str) -> str:
+    """The task kind used for duration estimates: the key up to its last ``-`` (``inc-3f2a``)."""
+    if key.startswith("("):
+        key = key[1:].split(",", 1)[0].strip("'\"")
+    return key.rsplit("-", 1)[0]
+
+
+class SchedulerState:
+    """All tasks, workers and clients, and the rules that move tasks between states."""
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config()
+        self.tasks: dict[str, TaskState] = {}
+        self.workers: dict[str, WorkerState] = {}
+        self.clients: dict[str, ClientState] = {}
+        self.durations: dict[str, float] = {}
+        self.transition_log: deque[tuple[str, str, str, str]] = deque(
+            maxlen=self.config.transition_log_length)
+        self._queue: list[tuple[tuple, int, TaskState]] = []
+        self._queue_counter = itertools.count()
+        self._generation = 0
+        self._out: Outbox = defaultdict(list)
+        self._stimulus = ""
+
+    # ------------------------------------------------------------------ helpers
+    def _send(self, recipient: str, msg: dict[str, Any]) -> None:
+        self._out[recipient].append(msg)
+
+    def _flush(self) -> Outbox:
+        self._dispatch()
+        out, self._out = self._out, defaultdict(list)
+        return dict(out)
+
+    def _transition(self, ts: TaskState, state: str) -> None:
+        self.transition_log.append((ts.key, ts.state, state, self._stimulus))
+        ts.state = state
+
+    def _estimate(self, ts: TaskState) -> float:
+        return self.durations.get(ts.prefix, self.config.unknown_task_duration)
+
+    def _has_room(self, ws: WorkerState) -> bool:
+        if ws.paused:
+            return False
+        n = len(ws.processing)
+        if n < ws.nthreads:
+            return True
+        return (ws.occupancy < ws.nthreads * self.config.worker_saturation_seconds
+                and n < ws.nthreads * self.config.max_tasks_per_thread)
+
+    # ------------------------------------------------------------------ clients
+    def add_client(self, client_id: str, stimulus_id: str = "") -> Outbox:
+        self.clients.setdefault(client_id, ClientState(client_id))
+        return self._flush()
+
+    def remove_client(self, client_id: str, stimulus_id: str = "") -> Outbox:
+        """A client left: release everything only it wanted (cancelling what is still running)."""
+        self._stimulus = stimulus_id
+        cs = self.clients.pop(client_id, None)
+        if cs is not None:
+            wanted = list(cs.wants)
+            cs.wants.clear()
+            for ts in wanted:
+                ts.who_wants.discard(cs)
+            self._check_needed(wanted)
+        return self._flush()
+
+    def update_graph(self, client_id: str, tasks: dict[str, dict[str, Any]],
+                     keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """Add tasks (``{key: {"payload", "deps", "prio", "retries"}}``) and want ``keys``.
+
+        Dependencies must be in ``tasks`` or already known; a task whose dependency is unknown
+        errs with a message naming it, rather than waiting forever.
+        """
+        self._stimulus = stimulus_id
+        cs = self.clients.get(client_id)
+        if cs is None:
+            cs = self.clients[client_id] = ClientState(client_id)
+        self._generation += 1
+        new: list[tuple[TaskState, dict[str, Any]]] = []
+        for key, spec in tasks.items():
+            if key in self.tasks:
+                continue
+            ts = TaskState(key, spec["payload"], spec.get("prefix") or key_prefix(key),
+                           (self._generation, spec.get("prio", 0)), spec.get("retries", 0))
+            self.tasks[key] = ts
+            new.append((ts, spec))
+        missing: list[tuple[TaskState, str]] = []
+        for ts, spec in new:
+            for dep_key in spec.get("deps", ()):
+                dts = self.tasks.get(dep_key)
+                if dts is None:
+                    missing.append((ts, dep_key))
+                    continue
+                ts.dependencies.add(dts)
+                dts.dependents.add(ts)
+        wanted = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                self._send(client_id, {"op": "key-erred", "key": key, "exception": None,
+                                       "traceback": None, "erred_key": key,
+                                       "text": f"key {key!r} is not in the graph"})
+                continue
+            ts.who_wants.add(cs)
+            cs.wants.add(ts)
+            self._report_to(cs, ts)  # already finished (or failed) before this graph came
+            wanted.append(ts)
+        for ts, dep_key in missing:
+            self._set_erred(ts, None, None, f"dependency {dep_key!r} of {ts.key!r} is not known "
+                            "to the scheduler (was its future released?)", ts.key)
+        for ts in wanted:
+            self._ensure_computing(ts)
+        for ts, _ in new:  # tasks sent but not wanted, nor needed by wanted ones
+            if ts.key in self.tasks and ts.state == RELEASED and not self._needed(ts):
+                self._check_needed([ts])
+        return self._flush()
+
+    def want_keys(self, client_id: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """A client holds new futures on existing keys (e.g. a future passed between clients)."""
+        return self.update_graph(client_id, {}, keys, stimulus_id)
+
+    def release_keys(self, client_id: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """A client dropped its last future on each of ``keys``."""
+        self._stimulus = stimulus_id
+        cs = self.clients.get(client_id)
+        touched = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and cs is not None and cs in ts.who_wants:
+                ts.who_wants.discard(cs)
+                cs.wants.discard(ts)
+                touched.append(ts)
+        self._check_needed(touched)
+        return self._flush()
+
+    def cancel(self, client_id: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """Stop computing ``keys`` for this client; its futures report cancellation."""
+        keys = list(keys)
+        for key in keys:
+            if key in self.tasks:
+                self._send(client_id, {"op": "key-cancelled", "key": key})
+        return self.release_keys(client_id, keys, stimulus_id)
+
+    def retry(self, client_id: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """Run erred tasks (and the erred tasks they depend on) again."""
+        self._stimulus = stimulus_id
+        todo = [self.tasks[k] for k in keys if k in self.tasks]
+        roots: list[TaskState] = []
+        seen: set[TaskState] = set()
+        while todo:
+            ts = todo.pop()
+            if ts in seen or ts.state != ERRED:
+                continue
+            seen.add(ts)
+            ts.exception = ts.traceback = None
+            ts.exception_text = ""
+            ts.erred_key = None
+            ts.suspicious = 0
+            self._transition(ts, RELEASED)
+            roots.append(ts)
+            todo.extend(ts.dependencies)
+        for ts in roots:
+            if self._needed(ts):
+                self._ensure_computing(ts)
+        return self._flush()
+
+    def scatter(self, client_id: str, who_has: dict[str, list[str]], nbytes: dict[str, int],
+                stimulus_id: str = "") -> Outbox:
+        """A client placed data on workers directly; record it as keys in memory."""
+        self._stimulus = stimulus_id
+        cs = self.clients.get(client_id) or self.clients.setdefault(client_id,
+                                                                   ClientState(client_id))
+        for key, addresses in who_has.items():
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self.tasks[key] = TaskState(key, None, key_prefix(key), (0, 0))
+            holders = [self.workers[a] for a in addresses if a in self.workers]
+            if not holders:
+                continue
+            if ts.state != MEMORY:
+                self._transition(ts, MEMORY)
+            ts.nbytes = nbytes.get(key, 0)
+            for ws in holders:
+                self._add_replica(ts, ws)
+            ts.who_wants.add(cs)
+            cs.wants.add(ts)
+            self._report_to(cs, ts)
+            self._release_dependents_of(ts)
+        return self._flush()
+
+    # ------------------------------------------------------------------ workers
+    def add_worker(self, address: str, nthreads: int, memory_limit: int = 0, name: str = "",
+                   keys: dict[str, int] | None = None, stimulus_id: str = "") -> Outbox:
+        """A worker joined (or rejoined, holding ``keys`` -> nbytes)."""
+        self._stimulus = stimulus_id
+        ws = self.workers.get(address)
+        if ws is None:
+            ws = self.workers[address] = WorkerState(address, name or address, max(1, nthreads),
+                                                     memory_limit)
+        stale = []
+        for key, size in (keys or {}).items():
+            ts = self.tasks.get(key)
+            if ts is None or ts.state not in (MEMORY, RELEASED, WAITING, QUEUED):
+                stale.append(key)
+                continue
+            ts.nbytes = size
+            if ts.state != MEMORY:
+                self._take_off_queue(ts)
+                self._transition(ts, MEMORY)
+                self._release_dependents_of(ts)
+            self._add_replica(ts, ws)
+        if stale:
+            self._send(address, {"op": "free", "keys": stale})
+        return self._flush()
+
+    def remove_worker(self, address: str, reason: str = "", stimulus_id: str = "") -> Outbox:
+        """A worker is gone: reschedule what ran there and recompute what only it held."""
+        self._stimulus = stimulus_id
+        ws = self.workers.pop(address, None)
+        if ws is None:
+            return self._flush()
+        lost = []
+        for ts in ws.has_what:
+            ts.who_has.discard(ws)
+            if not ts.who_has and ts.state == MEMORY:
+                lost.append(ts)
+        ws.has_what.clear()
+        self._lose_data(lost, f"its only holder {address} died ({reason or 'unknown cause'})")
+        for ts in list(ws.processing):
+            self._stop_processing(ts)
+            ts.suspicious += 1
+            if ts.suspicious > self.config.allowed_failures:
+                self._set_erred(ts, None, None,
+                                f"task {ts.key!r} was on {ts.suspicious} workers that died; the "
+                                f"last, {address}, died of: {reason or 'unknown cause'}", ts.key)
+            else:
+                self._transition(ts, RELEASED)
+                self._ensure_computing(ts)
+        for other in self.tasks.values():
+            if other.stealing_to is ws:
+                other.stealing_to = None
+        return self._flush()
+
+    def task_finished(self, worker: str, key: str, nbytes: int, duration: float,
+                      stimulus_id: str = "") -> Outbox:
+        self._stimulus = stimulus_id
+        ts = self.tasks.get(key)
+        ws = self.workers.get(worker)
+        if ws is None:
+            return self._flush()
+        if ts is None or ts.state not in (PROCESSING, MEMORY):
+            self._send(worker, {"op": "free", "keys": [key]})
+            return self._flush()
+        if ts.state == MEMORY:  # a second copy, e.g. after a steal raced with the victim
+            self._add_replica(ts, ws)
+            return self._flush()
+        if ts.processing_on is not ws:
+            self._send(worker, {"op": "free", "keys": [key]})
+            return self._flush()
+        old = self.durations.get(ts.prefix)
+        measured = duration + TASK_OVERHEAD
+        self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
+        self._stop_processing(ts)
+        self._transition(ts, MEMORY)
+        ts.nbytes = nbytes
+        self._add_replica(ts, ws)
+        for cs in ts.who_wants:
+            self._report_to(cs, ts)
+        self._release_dependents_of(ts)
+        done_with = [dts for dts in ts.dependencies if ts in dts.waiters]
+        for dts in done_with:
+            dts.waiters.discard(ts)
+        self._check_needed(done_with + [ts])
+        return self._flush()
+
+    def task_erred(self, worker: str, key: str, exception: Any, traceback: Any, text: str,
+                   stimulus_id: str = "") -> Outbox:
+        """A task raised. ``exception``/``traceback`` are opaque serialized blobs for clients."""
+        self._stimulus = stimulus_id
+        ts = self.tasks.get(key)
+        ws = self.workers.get(worker)
+        if ts is None or ws is None or ts.state != PROCESSING or ts.processing_on is not ws:
+            return self._flush()
+        self._stop_processing(ts)
+        if ts.retries > 0:
+            ts.retries -= 1
+            self._transition(ts, RELEASED)
+            self._ensure_computing(ts)
+        else:
+            self._set_erred(ts, exception, traceback, text, key)
+        return self._flush()
+
+    def missing_data(self, worker: str, key: str, dep_key: str, holders: Iterable[str],
+                     stimulus_id: str = "") -> Outbox:
+        """``worker`` could not fetch ``dep_key`` (needed by ``key``) from any of ``holders``."""
+        self._stimulus = stimulus_id
+        dts = self.tasks.get(dep_key)
+        if dts is not None:
+            for address in holders:
+                hws = self.workers.get(address)
+                if hws is not None and hws in dts.who_has:
+                    dts.who_has.discard(hws)
+                    hws.has_what.discard(dts)
+                    hws.nbytes -= dts.nbytes
+            if dts.state == MEMORY and not dts.who_has:
+                self._lose_data([dts], f"no worker could serve it to {worker}")
+        ts = self.tasks.get(key)
+        if ts is not None and ts.state == PROCESSING and ts.processing_on is self.workers.get(worker):
+            self._stop_processing(ts)
+            self._send(worker, {"op": "free", "keys": [key]})
+            self._transition(ts, RELEASED)
+            self._ensure_computing(ts)
+        return self._flush()
+
+    def add_replica(self, worker: str, key: str, nbytes: int, stimulus_id: str = "") -> Outbox:
+        """``worker`` fetched a copy of ``key`` from a peer; it can now serve it too."""
+        ts = self.tasks.get(key)
+        ws = self.workers.get(worker)
+        if ts is not None and ws is not None and ts.state == MEMORY:
+            self._add_replica(ts, ws)
+        elif ws is not None:
+            self._send(worker, {"op": "free", "keys": [key]})
+        return self._flush()
+
+    def set_paused(self, worker: str, paused: bool, stimulus_id: str = "") -> Outbox:
+        ws = self.workers.get(worker)
+        if ws is not None:
+            ws.paused = paused
+        return self._flush()
+
+    # ------------------------------------------------------------------ stealing
+    def balance(self, stimulus_id: str = "") -> Outbox:
+        """Move queued-on-worker tasks from overloaded workers to idle ones (work stealing).
+
+        Called periodically by the I/O layer. Only tasks whose estimated run time outweighs the
+        cost of moving their inputs are stolen, and the victim confirms before anything moves.
+        """
+        self._stimulus = stimulus_id
+        if self._queue or len(self.workers) < 2:
+            return self._flush()
+        idle = [ws for ws in self.workers.values()
+                if len(ws.processing) < ws.nthreads and not ws.paused]
+        if not idle:
+            return self._flush()
+        victims = sorted((ws for ws in self.workers.values()
+                          if len(ws.processing) > ws.nthreads),
+                         key=WorkerState.load, reverse=True)
+        planned = {ws: ws.occupancy for ws in idle}
+        for victim in victims:
+            movable = sorted((ts for ts in victim.processing if ts.stealing_to is None),
+                             key=lambda t: t.priority, reverse=True)
+            surplus = len(victim.processing) - victim.nthreads
+            for ts in movable[:surplus]:
+                thief = min(planned, key=lambda w: planned[w] / w.nthreads)
+                estimate = victim.processing[ts]
+                transfer = sum(d.nbytes for d in ts.dependencies if thief not in d.who_has)
+                if estimate < 2 * transfer / BANDWIDTH or planned[thief] / thief.nthreads >= (
+                        victim.load() - estimate):
+                    continue
+                ts.stealing_to = thief
+                planned[thief] += estimate
+                self._send(victim.address, {"op": "steal", "key": ts.key})
+        return self._flush()
+
+    def steal_response(self, worker: str, key: str, ok: bool, stimulus_id: str = "") -> Outbox:
+        self._stimulus = stimulus_id
+        ts = self.tasks.get(key)
+        if ts is None:
+            return self._flush()
+        thief, ts.stealing_to = ts.stealing_to, None
+        victim = self.workers.get(worker)
+        if not ok or ts.state != PROCESSING or ts.processing_on is not victim:
+            return self._flush()
+        self._stop_processing(ts)
+        self._transition(ts, RELEASED)
+        if thief is not None and thief.address in self.workers:
+            self._transition(ts, WAITING)
+            self._assign(ts, thief)
+        else:
+            self._ensure_computing(ts)
+        return self._flush()
+
+    # ------------------------------------------------------------------ queries
+    def who_has(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        out = {}
+        for key in keys:
+            ts = self.tasks.get(key)
+            out[key] = [ws.address for ws in ts.who_has] if ts is not None else []
+        return out
+
+    def story(self, keys: Iterable[str]) -> list[tuple[str, str, str, str]]:
+        """Every recorded transition of ``keys``: (key, from, to, stimulus)."""
+        wanted = set(keys)
+        return [entry for entry in self.transition_log if entry[0] in wanted]
+
+    def task_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for ts in self.tasks.values():
+            counts[ts.state] += 1
+        return dict(counts)
+
+    # ------------------------------------------------------------------ internals
+    def _needed(self, ts: TaskState) -> bool:
+        return bool(ts.who_wants or ts.waiters)
+
+    def _report_to(self, cs: ClientState, ts: TaskState) -> None:
+        if ts.state == MEMORY:
+            self._send(cs.id, {"op": "key-done", "key": ts.key, "nbytes": ts.nbytes,
+                               "workers": [ws.address for ws in ts.who_has]})
+        elif ts.state == ERRED:
+            self._send(cs.id, {"op": "key-erred", "key": ts.key, "exception": ts.exception,
+                               "traceback": ts.traceback, "text": ts.exception_text,
+                               "erred_key": ts.erred_key})
+
+    def _ensure_computing(self, root: TaskState) -> None:
+        """Make ``root`` and whatever it transitively needs run (released -> waiting/ready)."""
+        stack = [root]
+        while stack:
+            ts = stack.pop()
+            if ts.state != RELEASED:
+                continue
+            if ts.payload is None:
+                self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost and cannot "
+                                "be recomputed", ts.key)
+                continue
+            failed = next((d for d in ts.dependencies if d.state == ERRED), None)
+            if failed is not None:
+                self._inherit_error(ts, failed)
+                continue
+            ts.waiting_on = {d for d in ts.dependencies if d.state != MEMORY}
+            for dts in ts.dependencies:
+                dts.waiters.add(ts)
+            self._transition(ts, WAITING)
+            if ts.waiting_on:
+                stack.extend(d for d in ts.waiting_on if d.state == RELEASED)
+            else:
+                self._ready(ts)
+
+    def _ready(self, ts: TaskState) -> None:
+        """All inputs are in memory: place the task on a worker, or queue it for one."""
+        if ts.dependencies:
+            ws = self._decide_worker(ts)
+            if ws is not None:
+                self._assign(ts, ws)
+                return
+        self._transition(ts, QUEUED)
+        heapq.heappush(self._queue, (ts.priority, next(self._queue_counter), ts))
+
+    def _decide_worker(self, ts: TaskState) -> WorkerState | None:
+        """The worker where the task starts soonest: queued work plus time to fetch inputs."""
+        if not self.workers:
+            return None
+        candidates: Iterable[WorkerState] = self.workers.values()
+        if len(self.workers) > 32:
+            holders = {ws for d in ts.dependencies for ws in d.who_has}
+            candidates = holders or candidates
+        best, best_cost = None, float("inf")
+        for ws in candidates:
+            if ws.paused:
+                continue
+            transfer = sum(d.nbytes for d in ts.dependencies if ws not in d.who_has)
+            cost = ws.load() + transfer / BANDWIDTH
+            if cost < best_cost:
+                best, best_cost = ws, cost
+        return best
+
+    def _dispatch(self) -> None:
+        """Hand queued tasks to workers with room, highest priority first."""
+        if not self._queue or not self.workers:
+            return
+        open_workers = [ws for ws in self.workers.values() if self._has_room(ws)]
+        while self._queue and open_workers:
+            _, _, ts = self._queue[0]
+            if ts.state != QUEUED:
+                heapq.heappop(self._queue)
+                continue
+            ws = self._decide_worker(ts) if ts.dependencies else min(
+                open_workers, key=WorkerState.load)
+            if ws is None:
+                return
+            if ws not in open_workers:
+                ws = min(open_workers, key=WorkerState.load)
+            heapq.heappop(self._queue)
+            self._assign(ts, ws)
+            if not self._has_room(ws):
+                open_workers.remove(ws)
+
+    def _take_off_queue(self, ts: TaskState) -> None:
+        if ts.state == QUEUED:  # the heap entry goes stale and is skipped by _dispatch
+            self._transition(ts, RELEASED)
+
+    def _assign(self, ts: TaskState, ws: WorkerState) -> None:
+        estimate = self._estimate(ts)
+        ws.processing[ts] = estimate
+        ws.occupancy += estimate
+        ts.processing_on = ws
+        self._transition(ts, PROCESSING)
+        self._send(ws.address, {
+            "op": "compute", "key": ts.key, "payload": ts.payload, "prio": list(ts.priority),
+            "deps": {d.key: [h.address for h in d.who_has] for d in ts.dependencies},
+            "nbytes": {d.key: d.nbytes for d in ts.dependencies},
+        })
+
+    def _stop_processing(self, ts: TaskState) -> None:
+        ws = ts.processing_on
+        if ws is not None:
+            estimate = ws.processing.pop(ts, 0.0)
+            ws.occupancy = max(0.0, ws.occupancy - estimate)
+            if not ws.processing:
+                ws.occupancy = 0.0
+        ts.processing_on = None
+        ts.stealing_to = None
+
+    def _add_replica(self, ts: TaskState, ws: WorkerState) -> None:
+        if ws not in ts.who_has:
+            ts.who_has.add(ws)
+            ws.has_what.add(ts)
+            ws.nbytes += ts.nbytes
+
+    def _release_dependents_of(self, ts: TaskState) -> None:
+        """``ts`` is in memory: dependents waiting only on it become ready."""
+        for dep in ts.dependents:
+            if dep.state == WAITING and ts in dep.waiting_on:
+                dep.waiting_on.discard(ts)
+                if not dep.waiting_on:
+                    self._ready(dep)
+
+    def _lose_data(self, lost: list[TaskState], why: str) -> None:
+        """The last copies of ``lost`` are gone: recompute what anything still needs.
+
+        All of them are marked released first, so that no recomputation is placed on the belief
+        that another lost result is still in memory.
+        """
+        for ts in lost:
+            self._transition(ts, RELEASED)
+            for cs in ts.who_wants:
+                self._send(cs.id, {"op": "key-recomputing", "key": ts.key, "reason": why})
+        for ts in lost:
+            for dep in ts.dependents:
+                if dep.state == PROCESSING:
+                    # it would fail to fetch this input: take it back until it is recomputed
+                    self._send(dep.processing_on.address, {"op": "free", "keys": [dep.key]})
+                    self._stop_processing(dep)
+                    self._transition(dep, RELEASED)
+                    self._ensure_computing(dep)
+                elif dep.state in (WAITING, QUEUED):
+                    if dep.state == QUEUED:
+                        self._transition(dep, WAITING)
+                    dep.waiting_on.add(ts)
+        for ts in lost:
+            if ts.state != RELEASED:
+                continue  # already restarted as an input of another lost task
+            if not self._needed(ts):
+                self._check_needed([ts])
+            elif ts.payload is None:
+                self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost: {why}",
+                                ts.key)
+            else:
+                self._ensure_computing(ts)
+
+    def _inherit_error(self, ts: TaskState, failed: TaskState) -> None:
+        self._set_erred(ts, failed.exception, failed.traceback, failed.exception_text,
+                        failed.erred_key or failed.key)
+
+    def _set_erred(self, root: TaskState, exception: Any, traceback: Any, text: str,
+                   erred_key: str) -> None:
+        """``root`` failed; everything waiting on it fails with the same error."""
+        stack = [root]
+        released_inputs: list[TaskState] = []
+        while stack:
+            ts = stack.pop()
+            if ts.state == ERRED:
+                continue
+            if ts.state == PROCESSING and ts.processing_on is not None:
+                self._send(ts.processing_on.address, {"op": "free", "keys": [ts.key]})
+                self._stop_processing(ts)
+            self._transition(ts, ERRED)
+            ts.exception, ts.traceback = exception, traceback
+            ts.exception_text, ts.erred_key = text, erred_key
+            ts.waiting_on.clear()
+            for dts in ts.dependencies:
+                if ts in dts.waiters:
+                    dts.waiters.discard(ts)
+                    released_inputs.append(dts)
+            for cs in ts.who_wants:
+                self._report_to(cs, ts)
+            stack.extend(d for d in ts.dependents if d.state in (WAITING, QUEUED, PROCESSING))
+        self._check_needed(released_inputs)
+
+    def _check_needed(self, candidates: Iterable[TaskState]) -> None:
+        """Release results nobody needs, stop work nobody wants, forget unreferenced tasks."""
+        stack = list(candidates)
+        while stack:
+            ts = stack.pop()
+            if self.tasks.get(ts.key) is not ts or self._needed(ts):
+                continue
+            if ts.state == MEMORY:
+                for ws in ts.who_has:
+                    ws.has_what.discard(ts)
+                    ws.nbytes -= ts.nbytes
+                    self._send(ws.address, {"op": "free", "keys": [ts.key]})
+                ts.who_has.clear()
+                self._transition(ts, RELEASED)
+            elif ts.state in (WAITING, QUEUED, PROCESSING):
+                if ts.state == PROCESSING:
+                    self._send(ts.processing_on.address, {"op": "free", "keys": [ts.key]})
+                    self._stop_processing(ts)
+                self._transition(ts, RELEASED)
+                ts.waiting_on.clear()
+                for dts in ts.dependencies:
+                    if ts in dts.waiters:
+                        dts.waiters.discard(ts)
+                        stack.append(dts)
+            if ts.state in (RELEASED, ERRED) and not ts.dependents:
+                self._transition(ts, FORGOTTEN)
+                del self.tasks[ts.key]
+                for dts in ts.dependencies:
+                    dts.dependents.discard(ts)
+                    dts.waiters.discard(ts)
+                    stack.append(dts)

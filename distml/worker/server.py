@@ -1,0 +1,290 @@
+"""The worker's I/O layer: a connection to the scheduler, a thread pool that runs tasks, a listener
+that serves results to peers and clients, and fetches of inputs from peers.
+
+Decisions (what runs next, what to fetch from whom) are made by :class:`WorkerStateMachine`; this
+module carries them out and reports what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback as tb
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from distml import graph
+from distml.batched import BatchedStream, unbatch
+from distml.comm import Comm, Listener, connect, parse_address
+from distml.config import Config
+from distml.errors import CommClosedError, ProtocolError, SerializationError
+from distml.pool import ConnectionPool
+from distml.protocol import serialize
+from distml.sizeof import sizeof
+from distml.worker.state import (Execute, Fetch, Forget, Instruction, SendToScheduler,
+                                 WorkerStateMachine)
+
+logger = logging.getLogger(__name__)
+
+
+def pack_values(values: dict[str, Any]) -> tuple[dict[str, Any], list]:
+    """Serialize ``values`` into one message: keys, frame counts per key, and the frames."""
+    keys, counts, frames = [], [], []
+    for key, value in values.items():
+        parts = serialize.dumps(value)
+        keys.append(key)
+        counts.append(len(parts))
+        frames.extend(parts)
+    return {"keys": keys, "nframes": counts}, frames
+
+
+def unpack_values(header: dict[str, Any], frames: list) -> dict[str, Any]:
+    """Inverse of :func:`pack_values`."""
+    keys, counts = header.get("keys"), header.get("nframes")
+    if not isinstance(keys, list) or not isinstance(counts, list) or len(keys) != len(counts) \
+            or sum(counts) != len(frames):
+        raise ProtocolError("data message with inconsistent keys and frames")
+    out, start = {}, 0
+    for key, count in zip(keys, counts):
+        out[key] = serialize.loads(frames[start:start + count])
+        start += count
+    return out
+
+
+def encode_exception(exc: BaseException) -> tuple[list, list, str]:
+    """(serialized exception, serialized traceback text, one-line text) for a failed task."""
+    text = f"{type(exc).__name__}: {exc}"
+    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = [bytes(f) for f in serialize.dumps(exc)]
+    except SerializationError:
+        blob = None
+    return blob, [bytes(f) for f in serialize.dumps(trace)], text
+
+
+class Worker:
+    """One worker process's runtime (it can also run inside another process, for tests)."""
+
+    def __init__(self, scheduler_address: str, config: Config | None = None, nthreads: int = 1,
+                 memory_limit: int = 0, name: str = "", host: str | None = None):
+        self.config = config or Config.load()
+        self.scheduler_address = scheduler_address
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+        self.name = name
+        scheme = parse_address(scheduler_address)[0]
+        self.listener = Listener(f"{scheme}://{host or self.config.host}:0", self._serve_peer,
+                                 self.config)
+        self.state: WorkerStateMachine | None = None
+        self.data: dict[str, Any] = {}
+        self.payloads: dict[str, Any] = {}
+        self.executor = ThreadPoolExecutor(nthreads, thread_name_prefix="distml-task")
+        self.pool = ConnectionPool(self.config)
+        self.stream: BatchedStream | None = None
+        self._scheduler_comm: Comm | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def address(self) -> str:
+        return self.listener.address
+
+    async def start(self) -> "Worker":
+        self._loop = asyncio.get_running_loop()
+        await self.listener.start()
+        self.state = WorkerStateMachine(self.nthreads, self.address)
+        comm = await connect(self.scheduler_address, self.config)
+        await comm.send({"op": "register-worker", "address": self.address,
+                         "nthreads": self.nthreads, "memory_limit": self.memory_limit,
+                         "name": self.name or self.address, "pid": os.getpid(),
+                         "keys": dict(self.state.in_memory)})
+        reply, _ = await comm.recv()
+        if reply.get("op") != "registered":
+            await comm.close()
+            raise ProtocolError(f"scheduler refused registration: {reply.get('message')}")
+        self._scheduler_comm = comm
+        self.stream = BatchedStream(comm, self.config.batch_interval)
+        self.stream.start()
+        self._spawn(self._scheduler_loop())
+        self._spawn(self._heartbeat())
+        logger.info("worker %s registered with %s", self.address, self.scheduler_address)
+        return self
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self.stream is not None:
+            await self.stream.close()
+        if self._scheduler_comm is not None:
+            await self._scheduler_comm.close()
+        self.listener.stop()
+        await self.pool.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def finished(self) -> None:
+        await self._closed.wait()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ scheduler stream
+    async def _scheduler_loop(self) -> None:
+        try:
+            while True:
+                msg, _ = await self._scheduler_comm.recv()
+                for sub in unbatch(msg):
+                    self._scheduler_message(sub)
+        except CommClosedError:
+            if not self._closed.is_set():
+                logger.warning("lost the scheduler at %s; shutting down", self.scheduler_address)
+        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
+            logger.error("bad message from the scheduler (%s); shutting down", exc)
+        finally:
+            await self.close()
+
+    def _scheduler_message(self, msg: dict[str, Any]) -> None:
+        op = msg["op"]
+        sm = self.state
+        if op == "compute":
+            key = msg["key"]
+            self.payloads[key] = msg["payload"]
+            self._carry_out(sm.compute(key, msg["payload"], msg["prio"], msg["deps"]))
+        elif op == "free":
+            for key in msg["keys"]:
+                self.payloads.pop(key, None)
+            self._carry_out(sm.free(msg["keys"]))
+        elif op == "steal":
+            out = sm.steal(msg["key"])
+            if out[0].msg["ok"]:
+                self.payloads.pop(msg["key"], None)
+            self._carry_out(out)
+        else:
+            logger.error("unknown operation %r from the scheduler", op)
+
+    def _carry_out(self, instructions: list[Instruction]) -> None:
+        for inst in instructions:
+            if isinstance(inst, SendToScheduler):
+                self.stream.send(inst.msg)
+            elif isinstance(inst, Execute):
+                self._execute(inst.key)
+            elif isinstance(inst, Fetch):
+                self._spawn(self._fetch(inst.address, inst.keys))
+            elif isinstance(inst, Forget):
+                self.data.pop(inst.key, None)
+
+    # ------------------------------------------------------------------ execution
+    def _execute(self, key: str) -> None:
+        payload = self.payloads.pop(key)
+        task = self.state.tasks[key]
+        inputs = {dep: self.data[dep] for dep in task.dependencies}
+        future = self.executor.submit(_run_task, payload, inputs)
+        future.add_done_callback(
+            lambda f: self._loop.call_soon_threadsafe(self._executed, key, f.result()))
+
+    def _executed(self, key: str, outcome: tuple) -> None:
+        if outcome[0] == "ok":
+            _, value, nbytes, duration = outcome
+            task = self.state.tasks.get(key)
+            if task is not None and task.state != "cancelled":
+                self.data[key] = value
+            self._carry_out(self.state.task_done(key, nbytes, duration))
+        else:
+            _, exception, trace, text = outcome
+            self._carry_out(self.state.task_failed(key, exception, trace, text))
+
+    # ------------------------------------------------------------------ peers
+    async def _fetch(self, address: str, keys: list[str]) -> None:
+        try:
+            header, frames = await self.pool.request(address, {"op": "get-data", "keys": keys})
+            values = unpack_values(header, frames)
+        except (OSError, CommClosedError, ProtocolError, asyncio.TimeoutError) as exc:
+            logger.warning("fetching %d keys from %s failed: %s", len(keys), address, exc)
+            self.pool.forget(address)
+            self._carry_out(self.state.fetch_failed(address, keys))
+            return
+        except Exception as exc:  # noqa: BLE001 - a value that will not unpickle here
+            logger.error("could not load data from %s: %s", address, exc)
+            self._carry_out(self.state.fetch_failed(address, keys))
+            return
+        sizes = {}
+        for key, value in values.items():
+            self.data[key] = value
+            sizes[key] = sizeof(value)
+        missing = [k for k in keys if k not in values]
+        out = self.state.fetch_done(address, sizes)
+        if missing:
+            out += self.state.fetch_failed(address, missing)
+        self._carry_out(out)
+
+    async def _serve_peer(self, comm: Comm) -> None:
+        """Requests from peers and clients: get-data, put-data, run."""
+        try:
+            while True:
+                header, frames = await comm.recv()
+                op = header.get("op")
+                if op == "get-data":
+                    keys = header.get("keys")
+                    if not isinstance(keys, list):
+                        raise ProtocolError("get-data needs a list of keys")
+                    found = {k: self.data[k] for k in keys if k in self.data}
+                    reply, parts = pack_values(found)
+                    await comm.send({"op": "data", **reply}, parts)
+                elif op == "put-data":
+                    values = unpack_values(header, frames)
+                    self.data.update(values)
+                    sizes = {k: sizeof(v) for k, v in values.items()}
+                    self.state.in_memory.update(sizes)
+                    await comm.send({"op": "ok", "nbytes": sizes})
+                elif op == "run":
+                    await comm.send(await self._run_function(header, frames))
+                elif op == "ping":
+                    await comm.send({"op": "pong", "address": self.address})
+                else:
+                    raise ProtocolError(f"unknown operation {op!r}")
+        except CommClosedError:
+            pass
+        except ProtocolError as exc:
+            logger.warning("peer %s sent a bad request (%s); closing", comm.peer_address, exc)
+            try:
+                await comm.send({"op": "error", "message": str(exc)})
+            except CommClosedError:
+                pass
+        finally:
+            await comm.close()
+
+    async def _run_function(self, header: dict[str, Any], frames: list) -> dict[str, Any]:
+        """``client.run``: call a function here, outside the task system."""
+        try:
+            func, args, kwargs = serialize.loads(frames)
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: func(*args, **kwargs))
+            return {"op": "result", "value": [bytes(f) for f in serialize.dumps(result)]}
+        except Exception as exc:  # noqa: BLE001 - sent back to the caller
+            blob, trace, text = encode_exception(exc)
+            return {"op": "error", "exception": blob, "traceback": trace, "text": text}
+
+    async def _heartbeat(self) -> None:
+        while not self._closed.is_set():
+            await asyncio.sleep(self.config.heartbeat_interval)
+            self.stream.send({"op": "heartbeat", "executing": len(self.state.executing),
+                              "nbytes": sum(self.state.in_memory.values())})
+
+
+def _run_task(payload: list, inputs: dict[str, Any]) -> tuple:
+    """Runs in a pool thread: unpickle the task, run it with its inputs, measure it."""
+    start = time.perf_counter()
+    try:
+        task = serialize.loads(payload)
+        value = graph.execute_task(task, inputs)
+        duration = time.perf_counter() - start
+        return "ok", value, sizeof(value), duration
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the client
+        return ("error", *encode_exception(exc))

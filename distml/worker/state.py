@@ -1,0 +1,274 @@
+"""The worker's state machine: events in, instructions out.
+
+A plain class with no sockets, threads or clock. It decides which task runs next (by priority,
+at most ``nthreads`` at once), which inputs to fetch from which peer, and what to tell the
+scheduler. The I/O layer in :mod:`distml.worker.server` carries the instructions out and feeds the
+outcomes back in as events. Values themselves live in the I/O layer; this class only knows keys
+and sizes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+WAITING = "waiting"      # some inputs are still being fetched
+READY = "ready"          # all inputs here, waiting for a thread
+EXECUTING = "executing"  # running in a thread
+CANCELLED = "cancelled"  # running, but the scheduler no longer wants the result
+
+
+@dataclass
+class Execute:
+    """Run ``key`` in a thread."""
+
+    key: str
+
+
+@dataclass
+class Fetch:
+    """Ask the peer at ``address`` for ``keys``."""
+
+    address: str
+    keys: list[str]
+
+
+@dataclass
+class SendToScheduler:
+    msg: dict[str, Any]
+
+
+@dataclass
+class Forget:
+    """Drop the value of ``key`` from memory."""
+
+    key: str
+
+
+Instruction = Execute | Fetch | SendToScheduler | Forget
+
+
+@dataclass(eq=False)
+class WorkerTask:
+    key: str
+    payload: Any
+    priority: tuple
+    dependencies: list[str]
+    state: str = WAITING
+    missing: set[str] = field(default_factory=set)
+
+
+class WorkerStateMachine:
+    """Tasks, inputs and threads of one worker."""
+
+    def __init__(self, nthreads: int, address: str = "", max_concurrent_fetches: int = 4):
+        self.nthreads = nthreads
+        self.address = address
+        self.max_concurrent_fetches = max_concurrent_fetches
+        self.tasks: dict[str, WorkerTask] = {}
+        #: key -> nbytes for every value held.
+        self.in_memory: dict[str, int] = {}
+        self.executing: set[str] = set()
+        self._ready: list[tuple[tuple, int, str]] = []
+        self._counter = itertools.count()
+        #: input key -> peers that may hold it, not yet tried.
+        self._holders: dict[str, list[str]] = {}
+        #: input key -> peers already tried and failed.
+        self._tried: dict[str, list[str]] = {}
+        #: input keys being fetched, and from where.
+        self._in_flight: dict[str, str] = {}
+        self._peers_busy: set[str] = set()
+        #: input key -> tasks here that need it.
+        self._needed_by: dict[str, set[str]] = {}
+        self.paused = False
+
+    # ------------------------------------------------------------------ scheduler events
+    def compute(self, key: str, payload: Any, priority: Iterable, deps: dict[str, list[str]],
+                ) -> list[Instruction]:
+        if key in self.in_memory:
+            return [SendToScheduler({"op": "task-finished", "key": key,
+                                     "nbytes": self.in_memory[key], "duration": 0.0})]
+        if key in self.tasks:
+            task = self.tasks[key]
+            if task.state == CANCELLED:  # wanted again while its old run is still going
+                task.state = EXECUTING
+            return []
+        task = WorkerTask(key, payload, tuple(priority), list(deps))
+        self.tasks[key] = task
+        for dep_key, holders in deps.items():
+            if dep_key in self.in_memory:
+                continue
+            task.missing.add(dep_key)
+            self._needed_by.setdefault(dep_key, set()).add(key)
+            known = self._holders.setdefault(dep_key, [])
+            tried = self._tried.get(dep_key, ())
+            for address in holders:
+                if address not in known and address not in tried and address != self.address:
+                    known.append(address)
+        if task.missing:
+            task.state = WAITING
+            return self._start_fetches()
+        self._make_ready(task)
+        return self._start_executions()
+
+    def free(self, keys: Iterable[str]) -> list[Instruction]:
+        """The scheduler no longer needs ``keys`` here: drop data, queued and running work."""
+        out: list[Instruction] = []
+        for key in keys:
+            task = self.tasks.get(key)
+            if task is not None:
+                if task.state == EXECUTING:
+                    task.state = CANCELLED
+                elif task.state != CANCELLED:
+                    self._drop_task(task)
+            if key in self.in_memory:
+                del self.in_memory[key]
+                out.append(Forget(key))
+        out.extend(self._start_executions())
+        return out
+
+    def steal(self, key: str) -> list[Instruction]:
+        """The scheduler wants to move ``key`` elsewhere: agree only if it has not started."""
+        task = self.tasks.get(key)
+        ok = task is not None and task.state in (WAITING, READY)
+        if ok:
+            self._drop_task(task)
+        return [SendToScheduler({"op": "steal-response", "key": key, "ok": ok})]
+
+    def set_paused(self, paused: bool) -> list[Instruction]:
+        self.paused = paused
+        return self._start_executions()
+
+    # ------------------------------------------------------------------ execution outcomes
+    def task_done(self, key: str, nbytes: int, duration: float) -> list[Instruction]:
+        """A thread finished ``key``; the I/O layer has stored the value."""
+        task = self.tasks.pop(key, None)
+        self.executing.discard(key)
+        out: list[Instruction] = []
+        if task is None or task.state == CANCELLED:
+            out.append(Forget(key))
+        else:
+            self.in_memory[key] = nbytes
+            out.append(SendToScheduler({"op": "task-finished", "key": key, "nbytes": nbytes,
+                                        "duration": duration}))
+            self._release_inputs(task)
+        out.extend(self._start_executions())
+        return out
+
+    def task_failed(self, key: str, exception: Any, traceback: Any, text: str,
+                    ) -> list[Instruction]:
+        task = self.tasks.pop(key, None)
+        self.executing.discard(key)
+        out: list[Instruction] = []
+        if task is not None and task.state != CANCELLED:
+            out.append(SendToScheduler({"op": "task-erred", "key": key, "exception": exception,
+                                        "traceback": traceback, "text": text}))
+            self._release_inputs(task)
+        out.extend(self._start_executions())
+        return out
+
+    # ------------------------------------------------------------------ fetch outcomes
+    def fetch_done(self, address: str, sizes: dict[str, int]) -> list[Instruction]:
+        """Values for ``sizes`` arrived from ``address`` (the I/O layer stored them)."""
+        self._peers_busy.discard(address)
+        out: list[Instruction] = []
+        for key, nbytes in sizes.items():
+            self._in_flight.pop(key, None)
+            if not self._needed_by.get(key):
+                out.append(Forget(key))  # every task that wanted it was freed meanwhile
+                continue
+            self.in_memory[key] = nbytes
+            out.append(SendToScheduler({"op": "add-replica", "key": key, "nbytes": nbytes}))
+            for task_key in self._needed_by.get(key, ()):
+                task = self.tasks.get(task_key)
+                if task is not None and key in task.missing:
+                    task.missing.discard(key)
+                    if not task.missing and task.state == WAITING:
+                        self._make_ready(task)
+        out.extend(self._start_fetches())
+        out.extend(self._start_executions())
+        return out
+
+    def fetch_failed(self, address: str, keys: Iterable[str]) -> list[Instruction]:
+        """``address`` could not give us ``keys`` (dead, or no longer holds them)."""
+        self._peers_busy.discard(address)
+        out: list[Instruction] = []
+        for key in keys:
+            self._in_flight.pop(key, None)
+            self._tried.setdefault(key, []).append(address)
+            if self._holders.get(key) or not self._needed_by.get(key):
+                continue
+            # nobody left to ask: hand the dependent tasks back to the scheduler
+            for task_key in list(self._needed_by.get(key, ())):
+                task = self.tasks.get(task_key)
+                if task is None or task.state != WAITING:
+                    continue
+                out.append(SendToScheduler({"op": "missing-data", "key": task_key,
+                                            "dep": key, "holders": self._tried[key]}))
+                self._drop_task(task)
+            self._tried.pop(key, None)
+        out.extend(self._start_fetches())
+        return out
+
+    def has_data(self, keys: Iterable[str]) -> bool:
+        return all(k in self.in_memory for k in keys)
+
+    # ------------------------------------------------------------------ internals
+    def _make_ready(self, task: WorkerTask) -> None:
+        task.state = READY
+        heapq.heappush(self._ready, (task.priority, next(self._counter), task.key))
+
+    def _start_executions(self) -> list[Instruction]:
+        out: list[Instruction] = []
+        while self._ready and len(self.executing) < self.nthreads and not self.paused:
+            _, _, key = heapq.heappop(self._ready)
+            task = self.tasks.get(key)
+            if task is None or task.state != READY:
+                continue
+            task.state = EXECUTING
+            self.executing.add(key)
+            out.append(Execute(key))
+        return out
+
+    def _start_fetches(self) -> list[Instruction]:
+        """Ask peers for missing inputs, several keys per peer, a few peers at a time."""
+        by_peer: dict[str, list[str]] = {}
+        for key, holders in self._holders.items():
+            if key in self._in_flight or key in self.in_memory or not holders:
+                continue
+            if not self._needed_by.get(key):
+                continue
+            free = [h for h in holders if h not in self._peers_busy]
+            if not free:
+                continue
+            peer = next((h for h in free if h in by_peer), free[0])
+            if peer not in by_peer and len(self._peers_busy) + len(by_peer) >= \
+                    self.max_concurrent_fetches:
+                continue
+            by_peer.setdefault(peer, []).append(key)
+        out: list[Instruction] = []
+        for peer, keys in by_peer.items():
+            self._peers_busy.add(peer)
+            for key in keys:
+                self._in_flight[key] = peer
+                self._holders[key].remove(peer)
+            out.append(Fetch(peer, keys))
+        for key in [k for k, h in self._holders.items() if not h and k not in self._in_flight]:
+            del self._holders[key]
+        return out
+
+    def _drop_task(self, task: WorkerTask) -> None:
+        self.tasks.pop(task.key, None)
+        self._release_inputs(task)
+
+    def _release_inputs(self, task: WorkerTask) -> None:
+        """``task`` no longer waits for its inputs here: stop fetching what nothing else needs."""
+        for key in task.dependencies:
+            waiting = self._needed_by.get(key)
+            if waiting is not None:
+                waiting.discard(task.key)
+                if not waiting:
+                    del self._needed_by[key]
+                    self._holders.pop(key, None)

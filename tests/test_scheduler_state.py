@@ -1,0 +1,287 @@
+"""The scheduler's state machine on its own: events in, messages out, no network."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distml.config import Config
+from distml.scheduler.state import MEMORY, PROCESSING, QUEUED, RELEASED, SchedulerState
+
+C = "client-1"
+A = "tcp://a:1"
+B = "tcp://b:1"
+
+
+def spec(*deps, prio=0):
+    return {"payload": [b"opaque"], "deps": list(deps), "prio": prio}
+
+
+def ops(out, recipient, op):
+    return [m for m in out.get(recipient, []) if m["op"] == op]
+
+
+def computes(out, recipient):
+    return [m["key"] for m in ops(out, recipient, "compute")]
+
+
+def new_state(*workers, nthreads=1, **config):
+    s = SchedulerState(Config(**config))
+    s.add_client(C)
+    for w in workers:
+        s.add_worker(w, nthreads)
+    return s
+
+
+def test_chain_runs_in_order_and_reports_to_client():
+    s = new_state(A)
+    out = s.update_graph(C, {"x": spec(), "y": spec("x"), "z": spec("y")}, ["z"])
+    assert computes(out, A) == ["x"]
+    out = s.task_finished(A, "x", 8, 0.001)
+    assert computes(out, A) == ["y"]
+    assert ops(out, A, "compute")[0]["deps"] == {"x": [A]}
+    out = s.task_finished(A, "y", 8, 0.001)
+    assert computes(out, A) == ["z"]
+    assert ops(out, A, "free") == [{"op": "free", "keys": ["x"]}]  # x no longer needed
+    out = s.task_finished(A, "z", 8, 0.001)
+    done = ops(out, C, "key-done")
+    assert done == [{"op": "key-done", "key": "z", "nbytes": 8, "workers": [A]}]
+    assert {k: ts.state for k, ts in s.tasks.items()} == {"x": RELEASED, "y": RELEASED,
+                                                          "z": MEMORY}
+
+
+def test_release_forgets_everything_and_frees_workers():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec(), "y": spec("x")}, ["y"])
+    s.task_finished(A, "x", 8, 0.001)
+    s.task_finished(A, "y", 8, 0.001)
+    out = s.release_keys(C, ["y"])
+    assert ops(out, A, "free") == [{"op": "free", "keys": ["y"]}]
+    assert s.tasks == {}
+    assert s.workers[A].has_what == set() and s.workers[A].nbytes == 0
+
+
+def test_root_tasks_are_withheld_until_durations_are_known():
+    s = new_state(A)
+    out = s.update_graph(C, {f"t-{i}": spec(prio=i) for i in range(100)},
+                         [f"t-{i}" for i in range(100)])
+    assert computes(out, A) == ["t-0"]  # unknown duration: one task per thread
+    assert sum(ts.state == QUEUED for ts in s.tasks.values()) == 99
+    out = s.task_finished(A, "t-0", 8, 1e-5)
+    sent = computes(out, A)
+    assert len(sent) > 10  # short tasks: the worker gets a backlog
+    assert sent == sorted(sent, key=lambda k: int(k.split("-")[1]))  # priority order
+
+
+def test_dependent_goes_where_its_input_is():
+    s = new_state(A, B)
+    s.update_graph(C, {"big": spec()}, ["big"])
+    holder = next(iter(s.workers[w] for w in (A, B) if s.workers[w].processing)).address
+    s.task_finished(holder, "big", 10**9, 0.01)
+    out = s.update_graph(C, {"use": spec("big")}, ["use"])
+    assert computes(out, holder) == ["use"]
+
+
+def test_error_propagates_to_dependents():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec(), "y": spec("x"), "z": spec("y")}, ["z"])
+    out = s.task_erred(A, "x", [b"exc"], [b"tb"], "ZeroDivisionError: boom")
+    erred = ops(out, C, "key-erred")
+    assert len(erred) == 1 and erred[0]["key"] == "z" and erred[0]["erred_key"] == "x"
+    assert erred[0]["exception"] == [b"exc"]
+    assert {ts.state for ts in s.tasks.values()} == {"erred"}
+
+
+def test_retries_run_a_failed_task_again():
+    s = new_state(A)
+    t = spec()
+    t["retries"] = 1
+    s.update_graph(C, {"x": t}, ["x"])
+    out = s.task_erred(A, "x", None, None, "flaky")
+    assert computes(out, A) == ["x"] and not ops(out, C, "key-erred")
+    out = s.task_erred(A, "x", None, None, "flaky again")
+    assert ops(out, C, "key-erred")
+
+
+def test_retry_after_error():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec(), "y": spec("x")}, ["y"])
+    s.task_erred(A, "x", None, None, "boom")
+    out = s.retry(C, ["y"])
+    assert computes(out, A) == ["x"]
+    s.task_finished(A, "x", 1, 0.001)
+    out = s.task_finished(A, "y", 1, 0.001)
+    assert ops(out, C, "key-done")
+
+
+def test_missing_dependency_errs_with_its_name():
+    s = new_state(A)
+    out = s.update_graph(C, {"y": spec("nope")}, ["y"])
+    (msg,) = ops(out, C, "key-erred")
+    assert "'nope'" in msg["text"]
+
+
+def test_lost_worker_reschedules_and_recomputes():
+    s = new_state(A, B)
+    s.update_graph(C, {"x": spec(), "y": spec(), "z": spec("x", "y")}, ["z"])
+    where = {ts.key: ts.processing_on.address for ts in s.tasks.values() if ts.processing_on}
+    s.task_finished(where["x"], "x", 8, 0.001)
+    dead = where["x"]
+    alive = B if dead == A else A
+    out = s.remove_worker(dead, "killed")
+    assert dead not in s.workers
+    ran = []
+    while s.tasks["z"].state != MEMORY:
+        (ts,) = s.workers[alive].processing  # one thread, and unknown durations: one at a time
+        ran.append(ts.key)
+        s.task_finished(alive, ts.key, 8, 0.001)
+    assert "x" in ran and ran[-1] == "z"  # x lived only on the dead worker: recomputed
+
+
+def test_poison_task_fails_after_allowed_failures():
+    s = new_state(A, allowed_failures=2)
+    s.update_graph(C, {"x": spec()}, ["x"])
+    for i in range(3):
+        worker = f"tcp://w{i}:1"
+        s.add_worker(worker, 1)
+        victim = s.tasks["x"].processing_on.address
+        out = s.remove_worker(victim, "SIGKILL")
+    (msg,) = ops(out, C, "key-erred")
+    assert "died" in msg["text"] and "SIGKILL" in msg["text"]
+
+
+def test_lost_scattered_data_is_reported_not_waited_for():
+    s = new_state(A)
+    s.scatter(C, {"d": [A]}, {"d": 8})
+    out = s.remove_worker(A, "killed")
+    (msg,) = ops(out, C, "key-erred")
+    assert "scattered" in msg["text"]
+
+
+def test_cancel_stops_processing_work():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec()}, ["x"])
+    out = s.cancel(C, ["x"])
+    assert ops(out, C, "key-cancelled") and ops(out, A, "free")
+    assert s.tasks == {} and not s.workers[A].processing
+
+
+def test_client_loss_releases_its_keys():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec()}, ["x"])
+    s.task_finished(A, "x", 8, 0.001)
+    out = s.remove_client(C)
+    assert ops(out, A, "free") and s.tasks == {}
+
+
+def test_stealing_moves_unstarted_work_to_an_idle_worker():
+    s = new_state(A, B)
+    s.durations["slow"] = 1.0
+    s.update_graph(C, {"seed": spec()}, ["seed"])
+    holder = s.tasks["seed"].processing_on.address
+    s.task_finished(holder, "seed", 1, 1.0)
+    other = B if holder == A else A
+    s.remove_worker(other)
+    s.update_graph(C, {f"slow-{i}": spec("seed") for i in range(6)},
+                   [f"slow-{i}" for i in range(6)])
+    s.add_worker(other, 1)
+    out = s.balance()
+    stolen = [m["key"] for m in ops(out, holder, "steal")]
+    assert stolen
+    out = s.steal_response(holder, stolen[0], True)
+    assert computes(out, other) == [stolen[0]]
+    out = s.steal_response(holder, stolen[-1], False) if len(stolen) > 1 else {}
+    assert all(s.tasks[k].state == PROCESSING for k in stolen)
+
+
+def test_story_records_causes():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec()}, ["x"], stimulus_id="update-1")
+    s.task_finished(A, "x", 8, 0.001, stimulus_id="finished-2")
+    story = s.story(["x"])
+    assert ("x", "processing", "memory", "finished-2") in story
+    assert story[0][3] == "update-1"
+
+
+def test_rejoining_worker_restores_its_keys():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec(), "y": spec("x")}, ["y"])
+    s.task_finished(A, "x", 8, 0.001)
+    s.task_finished(A, "y", 8, 0.001)
+    s.remove_worker(A, "scheduler lost it")
+    out = s.add_worker(A, 1, keys={"y": 8, "stale": 1})
+    assert s.tasks["y"].state == MEMORY
+    assert ops(out, A, "free") == [{"op": "free", "keys": ["stale"]}]
+
+
+# ---------------------------------------------------------------------- random simulations
+def _random_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
+    deps = {}
+    for i in range(n):
+        k = rng.randint(0, min(i, 3))
+        deps[f"t-{i}"] = [f"t-{j}" for j in rng.sample(range(i), k)] if i else []
+    return deps
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 40), kills=st.integers(0, 2))
+def test_random_graphs_finish_and_leave_nothing_behind(seed, n, kills):
+    """Simulated workers finish tasks in random order (sometimes dying); every wanted key ends
+    in memory, data is freed as soon as nothing needs it, and releasing leaves no task."""
+    rng = random.Random(seed)
+    s = new_state(A, B, allowed_failures=10)
+    deps = _random_dag(rng, n)
+    wanted = rng.sample(sorted(deps), max(1, n // 4))
+    running: dict[str, set[str]] = {A: set(), B: set()}
+    holding: dict[str, set[str]] = {A: set(), B: set()}
+    done: set[str] = set()
+
+    def deliver(out):
+        for recipient, msgs in out.items():
+            for m in msgs:
+                if m["op"] == "compute" and recipient in running:
+                    assert all(holding_any(d) for d in m["deps"]), m
+                    running[recipient].add(m["key"])
+                elif m["op"] == "free" and recipient in running:
+                    for k in m["keys"]:
+                        running[recipient].discard(k)
+                        holding[recipient].discard(k)
+                elif m["op"] == "key-done":
+                    done.add(m["key"])
+                elif m["op"] == "key-recomputing":
+                    done.discard(m["key"])
+
+    def holding_any(key):
+        return any(key in h for h in holding.values())
+
+    deliver(s.update_graph(C, {k: spec(*d) for k, d in deps.items()}, wanted))
+    workers_seen = 2
+    for _ in range(20 * n + 50):
+        busy = [w for w in running if running[w]]
+        if not busy:
+            break
+        if kills and rng.random() < 0.05:
+            kills -= 1
+            victim = rng.choice(sorted(running))
+            del running[victim], holding[victim]
+            deliver(s.remove_worker(victim, "killed"))
+            workers_seen += 1
+            fresh = f"tcp://w{workers_seen}:1"
+            running[fresh], holding[fresh] = set(), set()
+            deliver(s.add_worker(fresh, 1))
+            continue
+        worker = rng.choice(busy)
+        key = rng.choice(sorted(running[worker]))
+        running[worker].discard(key)
+        holding[worker].add(key)
+        deliver(s.task_finished(worker, key, 8, 1e-4))
+    assert done == set(wanted)
+    for key in wanted:
+        assert s.tasks[key].state == MEMORY
+    needed_data = {k for k, ts in s.tasks.items() if ts.state == MEMORY}
+    assert needed_data == set(wanted)  # intermediates were released
+    deliver(s.release_keys(C, wanted))
+    assert s.tasks == {}
+    assert all(not h for h in holding.values())

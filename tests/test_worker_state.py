@@ -1,0 +1,97 @@
+"""The worker's state machine on its own: events in, instructions out."""
+
+from __future__ import annotations
+
+from distml.worker.state import (Execute, Fetch, Forget, SendToScheduler, WorkerStateMachine)
+
+ME = "tcp://me:1"
+P1 = "tcp://p1:1"
+P2 = "tcp://p2:1"
+
+
+def kinds(out, kind):
+    return [i for i in out if isinstance(i, kind)]
+
+
+def sent(out, op):
+    return [i.msg for i in out if isinstance(i, SendToScheduler) and i.msg["op"] == op]
+
+
+def test_runs_by_priority_within_thread_limit():
+    w = WorkerStateMachine(nthreads=2, address=ME)
+    out = []
+    for i, prio in enumerate([5, 1, 3, 0]):
+        out += w.compute(f"t{i}", b"", [0, prio], {})
+    assert [e.key for e in kinds(out, Execute)] == ["t0", "t1"]  # first two take both threads
+    out = w.task_done("t0", 8, 0.1)
+    assert [e.key for e in kinds(out, Execute)] == ["t3"]  # then highest priority (lowest number)
+    assert sent(out, "task-finished") == [{"op": "task-finished", "key": "t0", "nbytes": 8,
+                                           "duration": 0.1}]
+
+
+def test_fetches_missing_inputs_grouped_by_peer_then_runs():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    out = w.compute("sum", b"", [0, 0], {"a": [P1], "b": [P1], "c": [P2]})
+    fetches = {f.address: sorted(f.keys) for f in kinds(out, Fetch)}
+    assert fetches == {P1: ["a", "b"], P2: ["c"]}
+    assert not kinds(out, Execute)
+    out = w.fetch_done(P1, {"a": 1, "b": 1})
+    assert not kinds(out, Execute)
+    assert [m["key"] for m in sent(out, "add-replica")] == ["a", "b"]
+    out = w.fetch_done(P2, {"c": 1})
+    assert [e.key for e in kinds(out, Execute)] == ["sum"]
+
+
+def test_failed_fetch_tries_next_holder_then_reports_missing():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    out = w.compute("t", b"", [0, 0], {"a": [P1, P2]})
+    (first,) = kinds(out, Fetch)
+    out = w.fetch_failed(first.address, ["a"])
+    (second,) = kinds(out, Fetch)
+    assert second.address != first.address
+    out = w.fetch_failed(second.address, ["a"])
+    (msg,) = sent(out, "missing-data")
+    assert msg["key"] == "t" and msg["dep"] == "a" and set(msg["holders"]) == {P1, P2}
+    assert "t" not in w.tasks
+
+
+def test_free_cancels_queued_and_discards_running_result():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("running", b"", [0, 0], {})
+    w.compute("queued", b"", [0, 1], {})
+    out = w.free(["running", "queued"])
+    assert not kinds(out, Execute)  # the freed queued task never starts
+    out = w.task_done("running", 8, 0.1)
+    assert not sent(out, "task-finished") and kinds(out, Forget)
+    assert w.in_memory == {}
+
+
+def test_steal_only_unstarted():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("running", b"", [0, 0], {})
+    w.compute("queued", b"", [0, 1], {})
+    assert sent(w.steal("running"), "steal-response")[0]["ok"] is False
+    assert sent(w.steal("queued"), "steal-response")[0]["ok"] is True
+    assert not kinds(w.task_done("running", 1, 0.0), Execute)
+
+
+def test_failure_is_reported():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("t", b"", [0, 0], {})
+    out = w.task_failed("t", [b"e"], [b"tb"], "ValueError: x")
+    assert sent(out, "task-erred")[0]["text"] == "ValueError: x"
+
+
+def test_pause_holds_new_executions():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.set_paused(True)
+    assert not kinds(w.compute("t", b"", [0, 0], {}), Execute)
+    assert [e.key for e in kinds(w.set_paused(False), Execute)] == ["t"]
+
+
+def test_already_held_result_is_reported_at_once():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("t", b"", [0, 0], {})
+    w.task_done("t", 4, 0.0)
+    out = w.compute("t", b"", [0, 0], {})
+    assert sent(out, "task-finished")[0]["nbytes"] == 4
