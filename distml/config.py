@@ -56,6 +56,9 @@ class Config:
     max_tasks_per_thread: int = 1000
     #: Duration assumed for a task whose kind has never run, in seconds.
     unknown_task_duration: float = 0.5
+    #: Results up to this size (pickled) travel with the completion message to the clients that
+    #: want them, saving a fetch from the worker.
+    inline_result_bytes: int = 16 * 1024
     #: Transitions kept for ``client.story``.
     transition_log_length: int = 100_000
     #: How many times a task may be on a worker that dies before it is failed.

@@ -69,6 +69,9 @@ class Client:
         self._states: dict[str, FutureState] = {}
         self._refcounts: dict[str, int] = {}
         self._refs_lock = threading.Lock()
+        self._codec = serialize.TaskCodec()
+        self._unique_prefix = uuid.uuid4().hex[:16]
+        self._unique_counter = itertools.count()
         self._replies: dict[int, asyncio.Future] = {}
         self._reply_ids = itertools.count()
         self._comm: Comm | None = None
@@ -155,7 +158,7 @@ class Client:
         if state is None:
             return
         if op == "key-done":
-            state.finish(FINISHED, workers=msg.get("workers") or [])
+            state.finish(FINISHED, workers=msg.get("workers") or [], value=msg.get("value"))
         elif op == "key-erred":
             if msg.get("exception") is None and "scattered data" in msg.get("text", ""):
                 state.finish(LOST, text=msg["text"])
@@ -206,6 +209,10 @@ class Client:
             self._send({"op": "release-keys", "keys": [key]})
 
     # ------------------------------------------------------------------ submitting work
+    def _unique_token(self) -> str:
+        """A key part no other submission uses (for ``pure=False``): cheaper than a uuid each."""
+        return f"{self._unique_prefix}{next(self._unique_counter):x}"
+
     def _as_ref(self, obj: Any) -> str | None:
         if isinstance(obj, Future):
             if obj.client is not self:
@@ -218,9 +225,9 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit needs a callable, got {type(func).__name__}")
         task, deps = graph.to_task(func, args, kwargs, self._as_ref)
-        payload = serialize.dumps(task)
+        payload = self._codec.dumps(task.func, task.args, task.kwargs)
         if key is None:
-            token = _token(payload, sorted(deps)) if pure else uuid.uuid4().hex
+            token = _token(payload, sorted(deps)) if pure else self._unique_token()
             key = f"{_funcname(func)}-{token}"
         return key, {"payload": payload, "deps": sorted(deps), "prio": 0}
 
@@ -286,7 +293,8 @@ class Client:
         specs = {}
         for k in needed:
             task, task_deps = tasks[k]
-            specs[k] = {"payload": serialize.dumps(task), "deps": sorted(task_deps),
+            specs[k] = {"payload": self._codec.dumps(task.func, task.args, task.kwargs),
+                        "deps": sorted(task_deps),
                         "prio": priorities[k]}
         flat = self._submit_tasks(specs, wanted)
         by_key = dict(zip(wanted, flat))
@@ -346,7 +354,9 @@ class Client:
                         raise state.error()
                     values[state.key] = _SKIPPED
                     continue
-                if state.workers:
+                if state.value is not None:
+                    values[state.key] = serialize.loads([state.value])
+                elif state.workers:
                     todo.setdefault(state.workers[0], []).append(state.key)
             results = await asyncio.gather(*(self._fetch(w, ks) for w, ks in todo.items()))
             lost = []

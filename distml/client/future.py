@@ -37,7 +37,7 @@ class FutureState:
     """Status of one key as the client knows it; shared by every Future on that key."""
 
     __slots__ = ("key", "status", "event", "exception", "traceback", "text", "erred_key",
-                 "workers", "callbacks", "_lock")
+                 "workers", "value", "callbacks", "_lock")
 
     def __init__(self, key: str):
         self.key = key
@@ -48,6 +48,8 @@ class FutureState:
         self.text = ""
         self.erred_key: str | None = None
         self.workers: list[str] = []
+        #: The pickled result, when it was small enough to come with the completion message.
+        self.value: bytes | None = None
         self.callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -65,6 +67,7 @@ class FutureState:
         """The result was lost and is being recomputed."""
         with self._lock:
             self.status = PENDING
+            self.value = None
             self.event.clear()
 
     def on_done(self, callback: Callable[[], None]) -> None:

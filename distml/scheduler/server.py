@@ -190,7 +190,11 @@ class Scheduler:
         op = check_message(msg, WORKER_OPS)
         s = self.state
         if op == "task-finished":
-            self._apply(s.task_finished, address, msg["key"], msg["nbytes"], msg["duration"])
+            value = msg.get("value")
+            if value is not None and not isinstance(value, bytes):
+                raise ProtocolError("task-finished: 'value' must be bytes")
+            self._apply(s.task_finished, address, msg["key"], msg["nbytes"], msg["duration"],
+                        value)
         elif op == "task-erred":
             self._apply(s.task_erred, address, msg["key"], msg.get("exception"),
                         msg.get("traceback"), msg["text"])

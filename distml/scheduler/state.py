@@ -359,7 +359,9 @@ class SchedulerState:
         return self._flush()
 
     def task_finished(self, worker: str, key: str, nbytes: int, duration: float,
-                      stimulus_id: str = "") -> Outbox:
+                      value: bytes | None = None, stimulus_id: str = "") -> Outbox:
+        """``worker`` holds ``key``'s result. A small result comes along as opaque ``value``
+        bytes and is passed on to the clients that want it (never unpickled, never kept)."""
         self._stimulus = stimulus_id
         ts = self.tasks.get(key)
         ws = self.workers.get(worker)
@@ -382,7 +384,7 @@ class SchedulerState:
         ts.nbytes = nbytes
         self._add_replica(ts, ws)
         for cs in ts.who_wants:
-            self._report_to(cs, ts)
+            self._report_to(cs, ts, value)
         self._release_dependents_of(ts)
         done_with = [dts for dts in ts.dependencies if ts in dts.waiters]
         for dts in done_with:
@@ -520,10 +522,13 @@ class SchedulerState:
     def _needed(self, ts: TaskState) -> bool:
         return bool(ts.who_wants or ts.waiters)
 
-    def _report_to(self, cs: ClientState, ts: TaskState) -> None:
+    def _report_to(self, cs: ClientState, ts: TaskState, value: bytes | None = None) -> None:
         if ts.state == MEMORY:
-            self._send(cs.id, {"op": "key-done", "key": ts.key, "nbytes": ts.nbytes,
-                               "workers": [ws.address for ws in ts.who_has]})
+            msg = {"op": "key-done", "key": ts.key, "nbytes": ts.nbytes,
+                   "workers": [ws.address for ws in ts.who_has]}
+            if value is not None:
+                msg["value"] = value
+            self._send(cs.id, msg)
         elif ts.state == ERRED:
             self._send(cs.id, {"op": "key-erred", "key": ts.key, "exception": ts.exception,
                                "traceback": ts.traceback, "text": ts.exception_text,

@@ -11,11 +11,8 @@ import asyncio
 import logging
 import os
 import time
-import traceback as tb
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from distml import graph
 from distml.batched import BatchedStream, unbatch
 from distml.comm import Comm, Listener, connect, parse_address
 from distml.config import Config
@@ -23,6 +20,7 @@ from distml.errors import CommClosedError, ProtocolError, SerializationError
 from distml.pool import ConnectionPool
 from distml.protocol import serialize
 from distml.sizeof import sizeof
+from distml.worker.runner import TaskRunner, encode_exception
 from distml.worker.state import (Execute, Fetch, Forget, Instruction, SendToScheduler,
                                  WorkerStateMachine)
 
@@ -53,17 +51,6 @@ def unpack_values(header: dict[str, Any], frames: list) -> dict[str, Any]:
     return out
 
 
-def encode_exception(exc: BaseException) -> tuple[list, list, str]:
-    """(serialized exception, serialized traceback text, one-line text) for a failed task."""
-    text = f"{type(exc).__name__}: {exc}"
-    trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        blob = [bytes(f) for f in serialize.dumps(exc)]
-    except SerializationError:
-        blob = None
-    return blob, [bytes(f) for f in serialize.dumps(trace)], text
-
-
 class Worker:
     """One worker process's runtime (it can also run inside another process, for tests)."""
 
@@ -80,7 +67,7 @@ class Worker:
         self.state: WorkerStateMachine | None = None
         self.data: dict[str, Any] = {}
         self.payloads: dict[str, Any] = {}
-        self.executor = ThreadPoolExecutor(nthreads, thread_name_prefix="distml-task")
+        self.runner: TaskRunner | None = None
         self.pool = ConnectionPool(self.config)
         self.stream: BatchedStream | None = None
         self._scheduler_comm: Comm | None = None
@@ -95,7 +82,9 @@ class Worker:
     async def start(self) -> "Worker":
         self._loop = asyncio.get_running_loop()
         await self.listener.start()
-        self.state = WorkerStateMachine(self.nthreads, self.address)
+        self.state = WorkerStateMachine(self.nthreads, self.address, prefetch=self.nthreads)
+        self.runner = TaskRunner(self.nthreads, self._loop, self._executed,
+                                 self.config.inline_result_bytes)
         comm = await connect(self.scheduler_address, self.config)
         await comm.send({"op": "register-worker", "address": self.address,
                          "nthreads": self.nthreads, "memory_limit": self.memory_limit,
@@ -125,7 +114,8 @@ class Worker:
         await self.pool.close()
         for task in list(self._tasks):
             task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.stop()
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -182,23 +172,25 @@ class Worker:
 
     # ------------------------------------------------------------------ execution
     def _execute(self, key: str) -> None:
-        payload = self.payloads.pop(key)
         task = self.state.tasks[key]
         inputs = {dep: self.data[dep] for dep in task.dependencies}
-        future = self.executor.submit(_run_task, payload, inputs)
-        future.add_done_callback(
-            lambda f: self._loop.call_soon_threadsafe(self._executed, key, f.result()))
+        self.runner.submit(key, self.payloads.pop(key), inputs)
 
-    def _executed(self, key: str, outcome: tuple) -> None:
-        if outcome[0] == "ok":
-            _, value, nbytes, duration = outcome
-            task = self.state.tasks.get(key)
-            if task is not None and task.state != "cancelled":
-                self.data[key] = value
-            self._carry_out(self.state.task_done(key, nbytes, duration))
-        else:
-            _, exception, trace, text = outcome
-            self._carry_out(self.state.task_failed(key, exception, trace, text))
+    def _executed(self, outcomes: list[tuple]) -> None:
+        """Results from the task threads, as many as finished since the last call."""
+        instructions: list[Instruction] = []
+        for outcome in outcomes:
+            key = outcome[0]
+            if outcome[1] == "ok":
+                _, _, value, nbytes, duration, inline = outcome
+                task = self.state.tasks.get(key)
+                if task is not None and task.state != "cancelled":
+                    self.data[key] = value
+                instructions += self.state.task_done(key, nbytes, duration, inline)
+            else:
+                _, _, exception, trace, text = outcome
+                instructions += self.state.task_failed(key, exception, trace, text)
+        self._carry_out(instructions)
 
     # ------------------------------------------------------------------ peers
     async def _fetch(self, address: str, keys: list[str]) -> None:
@@ -276,15 +268,3 @@ class Worker:
             await asyncio.sleep(self.config.heartbeat_interval)
             self.stream.send({"op": "heartbeat", "executing": len(self.state.executing),
                               "nbytes": sum(self.state.in_memory.values())})
-
-
-def _run_task(payload: list, inputs: dict[str, Any]) -> tuple:
-    """Runs in a pool thread: unpickle the task, run it with its inputs, measure it."""
-    start = time.perf_counter()
-    try:
-        task = serialize.loads(payload)
-        value = graph.execute_task(task, inputs)
-        duration = time.perf_counter() - start
-        return "ok", value, sizeof(value), duration
-    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the client
-        return ("error", *encode_exception(exc))

@@ -63,8 +63,12 @@ class WorkerTask:
 class WorkerStateMachine:
     """Tasks, inputs and threads of one worker."""
 
-    def __init__(self, nthreads: int, address: str = "", max_concurrent_fetches: int = 4):
+    def __init__(self, nthreads: int, address: str = "", max_concurrent_fetches: int = 4,
+                 prefetch: int = 0):
         self.nthreads = nthreads
+        #: Tasks handed to the threads beyond one each, so a thread that finishes one starts the
+        #: next without waiting for the event loop.
+        self.prefetch = prefetch
         self.address = address
         self.max_concurrent_fetches = max_concurrent_fetches
         self.tasks: dict[str, WorkerTask] = {}
@@ -142,8 +146,10 @@ class WorkerStateMachine:
         return self._start_executions()
 
     # ------------------------------------------------------------------ execution outcomes
-    def task_done(self, key: str, nbytes: int, duration: float) -> list[Instruction]:
-        """A thread finished ``key``; the I/O layer has stored the value."""
+    def task_done(self, key: str, nbytes: int, duration: float, inline: bytes | None = None,
+                  ) -> list[Instruction]:
+        """A thread finished ``key``; the I/O layer has stored the value. ``inline`` is the
+        pickled value when it is small enough to travel with the message."""
         task = self.tasks.pop(key, None)
         self.executing.discard(key)
         out: list[Instruction] = []
@@ -151,8 +157,10 @@ class WorkerStateMachine:
             out.append(Forget(key))
         else:
             self.in_memory[key] = nbytes
-            out.append(SendToScheduler({"op": "task-finished", "key": key, "nbytes": nbytes,
-                                        "duration": duration}))
+            msg = {"op": "task-finished", "key": key, "nbytes": nbytes, "duration": duration}
+            if inline is not None:
+                msg["value"] = inline
+            out.append(SendToScheduler(msg))
             self._release_inputs(task)
         out.extend(self._start_executions())
         return out
@@ -222,7 +230,8 @@ class WorkerStateMachine:
 
     def _start_executions(self) -> list[Instruction]:
         out: list[Instruction] = []
-        while self._ready and len(self.executing) < self.nthreads and not self.paused:
+        slots = self.nthreads + self.prefetch
+        while self._ready and len(self.executing) < slots and not self.paused:
             _, _, key = heapq.heappop(self._ready)
             task = self.tasks.get(key)
             if task is None or task.state != READY:
