@@ -36,13 +36,14 @@ class RemoteTraceback(Exception):
 class FutureState:
     """Status of one key as the client knows it; shared by every Future on that key."""
 
-    __slots__ = ("key", "status", "event", "exception", "traceback", "text", "erred_key",
+    __slots__ = ("key", "status", "done", "_event", "exception", "traceback", "text", "erred_key",
                  "workers", "value", "callbacks", "_lock")
 
     def __init__(self, key: str):
         self.key = key
         self.status = PENDING
-        self.event = threading.Event()
+        self.done = False
+        self._event: threading.Event | None = None  # made only when someone blocks on it
         self.exception: Any = None
         self.traceback: Any = None
         self.text = ""
@@ -58,7 +59,9 @@ class FutureState:
             self.status = status
             for name, value in fields.items():
                 setattr(self, name, value)
-            self.event.set()
+            self.done = True
+            if self._event is not None:
+                self._event.set()
             callbacks, self.callbacks = self.callbacks, []
         for callback in callbacks:
             callback()
@@ -68,17 +71,27 @@ class FutureState:
         with self._lock:
             self.status = PENDING
             self.value = None
-            self.event.clear()
+            self.done = False
+            if self._event is not None:
+                self._event.clear()
 
     def on_done(self, callback: Callable[[], None]) -> None:
         with self._lock:
-            if not self.event.is_set():
+            if not self.done:
                 self.callbacks.append(callback)
                 return
         callback()
 
     def wait(self, timeout: float | None) -> None:
-        if not self.event.wait(timeout):
+        if self.done:
+            return
+        with self._lock:
+            if self.done:
+                return
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if not event.wait(timeout):
             raise TimeoutError(f"key {self.key!r} did not finish within {timeout} s")
 
     def error(self) -> BaseException:
@@ -125,7 +138,7 @@ class Future:
         return self._state.status
 
     def done(self) -> bool:
-        return self._state.event.is_set()
+        return self._state.done
 
     def result(self, timeout: float | None = None) -> Any:
         """The value, fetched from the worker holding it; re-raises the task's exception."""

@@ -176,8 +176,10 @@ class Scheduler:
             while True:
                 msg, _ = await comm.recv()
                 self._last_seen[address] = time.monotonic()
-                for sub in unbatch(msg):
-                    self._worker_message(address, sub)
+                with self.state.hold():
+                    for sub in unbatch(msg):
+                        self._worker_message(address, sub)
+                self._route(self.state.flush())
         except CommClosedError:
             pass
         except (ProtocolError, ValueError) as exc:
@@ -235,8 +237,10 @@ class Scheduler:
         try:
             while True:
                 msg, _ = await comm.recv()
-                for sub in unbatch(msg):
-                    self._client_message(client_id, sub)
+                with self.state.hold():
+                    for sub in unbatch(msg):
+                        self._client_message(client_id, sub)
+                self._route(self.state.flush())
         except CommClosedError:
             pass
         except (ProtocolError, ValueError) as exc:

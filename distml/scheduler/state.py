@@ -18,7 +18,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import defaultdict, deque
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from distml.config import Config
 
@@ -137,6 +138,7 @@ class SchedulerState:
         self._queue_counter = itertools.count()
         self._generation = 0
         self._out: Outbox = defaultdict(list)
+        self._holding = 0
         self._stimulus = ""
 
     # ------------------------------------------------------------------ helpers
@@ -144,9 +146,25 @@ class SchedulerState:
         self._out[recipient].append(msg)
 
     def _flush(self) -> Outbox:
+        if self._holding:
+            return {}
         self._dispatch()
         out, self._out = self._out, defaultdict(list)
         return dict(out)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Handle several events (a batch from one peer) and send their messages together:
+        inside, event methods return nothing; call :meth:`flush` after."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+    def flush(self) -> Outbox:
+        """Messages collected while holding."""
+        return self._flush()
 
     def _transition(self, ts: TaskState, state: str) -> None:
         self.transition_log.append((ts.key, ts.state, state, self._stimulus))
@@ -545,10 +563,11 @@ class SchedulerState:
                 self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost and cannot "
                                 "be recomputed", ts.key)
                 continue
-            failed = next((d for d in ts.dependencies if d.state == ERRED), None)
-            if failed is not None:
-                self._inherit_error(ts, failed)
-                continue
+            if ts.dependencies:
+                failed = next((d for d in ts.dependencies if d.state == ERRED), None)
+                if failed is not None:
+                    self._inherit_error(ts, failed)
+                    continue
             ts.waiting_on = {d for d in ts.dependencies if d.state != MEMORY}
             for dts in ts.dependencies:
                 dts.waiters.add(ts)

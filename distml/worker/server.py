@@ -29,9 +29,13 @@ logger = logging.getLogger(__name__)
 
 def pack_values(values: dict[str, Any]) -> tuple[dict[str, Any], list]:
     """Serialize ``values`` into one message: keys, frame counts per key, and the frames."""
+    return pack_frames({key: serialize.dumps(value) for key, value in values.items()})
+
+
+def pack_frames(serialized: dict[str, list]) -> tuple[dict[str, Any], list]:
+    """One message from already serialized values: keys, frame counts per key, the frames."""
     keys, counts, frames = [], [], []
-    for key, value in values.items():
-        parts = serialize.dumps(value)
+    for key, parts in serialized.items():
         keys.append(key)
         counts.append(len(parts))
         frames.extend(parts)
