@@ -14,7 +14,10 @@ Measured, for each system, on a local cluster of 2 worker processes with 1 threa
 * ``start``: local cluster start until all workers are ready (s).
 
 Every measurement runs once as a warm-up (with smaller sizes, except for ``start`` and
-``scatter+gather``) and then ``--repeat`` times; the best run is reported. Repeated runs use
+``scatter+gather``) and then up to ``--repeat`` times; the best run is reported. So that the
+whole benchmark stays within a few minutes on 2 cores, a measurement stops repeating once
+another run would take it past ``--budget`` seconds (at least one timed run is always made;
+the JSON lists every run). Repeated runs use
 fresh keys (``pure=False``, per-run key prefixes, ``hash=False`` scatters) so nothing is
 served from a cache.
 
@@ -343,13 +346,18 @@ class Recorder:
     def __init__(self, path: Path, system: str) -> None:
         self.path = path
         self.data: dict[str, Any] = {"system": system, "versions": {}, "measurements": {},
-                                     "errors": {}, "completed": False}
+                                     "errors": {}, "current": None, "completed": False}
         self.flush()
 
     def flush(self) -> None:
         tmp = self.path.with_suffix(".part")
         tmp.write_text(json.dumps(self.data, indent=1, default=str))
         os.replace(tmp, self.path)
+
+    def step(self, name: str) -> None:
+        """Note what runs now, so a parent can tell which step a watchdog exit interrupted."""
+        self.data["current"] = name
+        self.flush()
 
     def result(self, name: str, **fields: Any) -> None:
         self.data["measurements"][name] = fields
@@ -367,7 +375,7 @@ def _log(system: str, message: str) -> None:
 
 
 def run_child(system_name: str, sizes: dict[str, int], repeat: int, timeout: float,
-              out: Path) -> int:
+              budget: float, out: Path) -> int:
     logging.basicConfig(level=logging.WARNING)
     rec = Recorder(out, system_name)
 
@@ -381,14 +389,15 @@ def run_child(system_name: str, sizes: dict[str, int], repeat: int, timeout: flo
         rec.data["versions"] = sut.versions()
         rec.flush()
     except BaseException as exc:  # noqa: BLE001 - report an unusable system and stop
-        for name in ORDER:
-            rec.error(name, exc) if name == ORDER[0] else rec.data["errors"].setdefault(
-                name, "not run: the system could not be loaded (see the first error)")
+        rec.error(ORDER[0], exc)
+        for name in ORDER[1:]:
+            rec.data["errors"][name] = "not run: the system could not be loaded (first error)"
         rec.flush()
         return 1
 
     # ---- start: one warm-up start, then `repeat` more; the last cluster stays up for the rest.
     starts: list[float] = []
+    rec.step("start")
     started = False
     for i in range(repeat + 1):
         watchdog(timeout)
@@ -448,7 +457,9 @@ def run_child(system_name: str, sizes: dict[str, int], repeat: int, timeout: flo
         run, size, warm_size, metric = plans[name]
         _, _, higher_is_better = MEASUREMENTS[name]
         values, seconds, units = [], [], 0
+        rec.step(name)
         watchdog(timeout)
+        began = time.perf_counter()
         try:
             run(warm_size)
             sut.settle()
@@ -456,7 +467,13 @@ def run_child(system_name: str, sizes: dict[str, int], repeat: int, timeout: flo
                 sec, units = run(size)
                 seconds.append(sec)
                 values.append(metric(sec, units))
+                # Kept if a later run hangs and the watchdog ends this process.
+                rec.result(name, best=max(values) if higher_is_better else min(values),
+                           runs=values, seconds=seconds, units=units, partial=True)
                 sut.settle()
+                # Slow systems: stop repeating once another run would exceed the budget.
+                if time.perf_counter() - began + sec > budget:
+                    break
             best = max(values) if higher_is_better else min(values)
             rec.result(name, best=best, runs=values, seconds=seconds, units=units)
             _log(system_name, f"{name}: best {best:.4g} ({MEASUREMENTS[name][1]}); "
@@ -474,6 +491,7 @@ def run_child(system_name: str, sizes: dict[str, int], repeat: int, timeout: flo
         finally:
             faulthandler.cancel_dump_traceback_later()
 
+    rec.step("close")
     watchdog(timeout)
     try:
         sut.close()
@@ -500,20 +518,21 @@ def _kill_session(pgid: int) -> None:
         time.sleep(0.5)
 
 
-def run_system(system: str, sizes: dict[str, int], repeat: int, timeout: float) -> dict[str, Any]:
+def run_system(system: str, sizes: dict[str, int], repeat: int, timeout: float,
+               budget: float) -> dict[str, Any]:
     fd, tmp_name = tempfile.mkstemp(prefix=f"bench_runtime_{system}_", suffix=".json")
     os.close(fd)
     out = Path(tmp_name)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", system,
            "--_sizes", json.dumps(sizes), "--repeat", str(repeat), "--timeout", str(timeout),
-           "--_out", str(out)]
+           "--budget", str(budget), "--_out", str(out)]
     # Watchdogs cover 1 + repeat starts (one each), 5 measurements and the close.
-    budget = timeout * (repeat + 8) + 30
+    overall = timeout * (repeat + 8) + 30
     print(f"== {COLUMN_TITLES[system]} ==", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL)
     try:
-        returncode = proc.wait(budget)
+        returncode = proc.wait(overall)
     except subprocess.TimeoutExpired:
         returncode = None
     finally:
@@ -533,10 +552,13 @@ def run_system(system: str, sizes: dict[str, int], repeat: int, timeout: float) 
         reason = ("killed after the overall time budget" if returncode is None else
                   f"child exited with code {returncode} (watchdog timeout or crash; "
                   "see the stack dump on stderr)")
+        current = data.get("current")
+        if current and current not in data["errors"]:
+            data["errors"][current] = f"timeout/crash during this step: {reason}"
         for name in ORDER:
             if name not in data["measurements"] and name not in data["errors"]:
-                data["errors"][name] = f"timeout/crash: {reason}"
-        data["status"] = "timeout" if returncode in (None, 1) and not data["errors"] else reason
+                data["errors"][name] = f"not run: an earlier step did not finish ({reason})"
+        data["status"] = reason
     return data
 
 
@@ -561,6 +583,8 @@ def _cell(results: dict[str, dict], system: str, name: str, unit: str) -> str:
     if m is None:
         if err is None:
             return "n/a"
+        if err.startswith("not run"):
+            return "not run"
         return "timeout" if err.startswith("timeout/crash") else "error"
     text = _fmt(m["best"], unit)
     return text + " (partial)" if m.get("partial") or err else text
@@ -640,7 +664,11 @@ def main(argv: list[str] | None = None) -> int:
                              "--quick)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds one measurement (warm-up + repeats) may take before the "
-                             "watchdog stops that system (default 60; 30 with --quick)")
+                             "watchdog stops that system (default 90; 30 with --quick)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds after which a measurement stops repeating (at least one "
+                             "timed run is always made; default 10; 5 with --quick); use a "
+                             "large value to always make --repeat runs")
     parser.add_argument("--_child", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--_sizes", help=argparse.SUPPRESS)
     parser.add_argument("--_out", help=argparse.SUPPRESS)
@@ -648,10 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    timeout = args.timeout if args.timeout is not None else (30.0 if args.quick else 60.0)
+    timeout = args.timeout if args.timeout is not None else (30.0 if args.quick else 90.0)
+    budget = args.budget if args.budget is not None else (5.0 if args.quick else 10.0)
 
     if args._child:
-        return run_child(args._child, json.loads(args._sizes), repeat, timeout, Path(args._out))
+        return run_child(args._child, json.loads(args._sizes), repeat, timeout, budget,
+                         Path(args._out))
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     have_dask = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
@@ -664,15 +694,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
     for system in systems:
-        results[system] = run_system(system, sizes, repeat, timeout)
+        results[system] = run_system(system, sizes, repeat, timeout, budget)
     total = time.perf_counter() - t0
 
     rows = evaluate(results, sizes)
     table = markdown_table(rows)
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     config = (f"{stamp}; {platform.node()}, {os.cpu_count()} cores, Python "
-              f"{platform.python_version()}; 2 workers x 1 thread; best of {repeat} after "
-              f"one warm-up; {total:.0f} s total")
+              f"{platform.python_version()}; 2 workers x 1 thread; best of up to {repeat} timed "
+              f"runs after one warm-up (fewer past {budget:g} s per measurement); "
+              f"{total:.0f} s total")
     errors = {s: d["errors"] for s, d in results.items() if d.get("errors")}
 
     print()
@@ -691,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "created": stamp, "host": platform.node(), "cpus": os.cpu_count(),
         "python": platform.python_version(), "quick": args.quick, "repeat": repeat,
+        "budget_seconds": budget, "timeout_seconds": timeout,
         "sizes": sizes, "tree_tasks": 2 * sizes["tree"] - 1, "total_seconds": round(total, 1),
         "config": "2 workers x 1 thread, local processes",
         "systems": {s: results.get(s) for s in SYSTEMS},

@@ -1,0 +1,122 @@
+"""Clusters started from the command line, killed workers, and peers that break the protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distml import Client, LocalCluster
+from distml.batched import unbatch
+from distml.comm import connect
+from distml.config import Config
+
+from conftest import wait_until
+
+SECRET = "cli-test-secret"
+
+
+def inc(x):
+    return x + 1
+
+
+def slow_inc(x, delay=0.05):
+    time.sleep(delay)
+    return x + 1
+
+
+def _start(args, env):
+    return subprocess.Popen([sys.executable, "-m", "distml", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def cli_cluster(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    env.pop("DISTML_SECRET", None)
+    scheduler = _start(["scheduler", "--port", "0", "--secret-file", str(secret_file)], env)
+    procs = [scheduler]
+    try:
+        line = scheduler.stdout.readline()
+        assert line.startswith("distml scheduler at "), line + scheduler.stderr.read()
+        address = line.split()[-1]
+        for i in range(2):
+            procs.append(_start(["worker", address, "--nthreads", "1", "--name", f"w{i}",
+                                 "--secret-file", str(secret_file)], env))
+        yield address, procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_cli_cluster_behaves_like_a_local_one(cli_cluster):
+    address, procs = cli_cluster
+    with Client(address, secret=SECRET) as client:
+        client.wait_for_workers(2, timeout=20)
+        assert sorted(w["name"] for w in client.scheduler_info()["workers"].values()) == \
+            ["w0", "w1"]
+        futures = client.map(inc, range(100))
+        assert client.gather(futures) == list(range(1, 101))
+        assert client.submit(sum, futures).result() == sum(range(1, 101))
+    with pytest.raises(Exception, match="authentication|secret|refused"):
+        Client(address, secret="wrong", timeout=3)
+
+
+def test_scheduler_never_loads_pickle_machinery():
+    """The scheduler runs without cloudpickle or numpy: it cannot unpickle user objects, and
+    needs none of the user's environment."""
+    code = ("import sys; import distml.scheduler.server, distml.cli; "
+            "print(sorted(m for m in ('cloudpickle', 'numpy', 'distml.protocol.serialize') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_authenticated_peer_with_bad_messages_is_dropped_and_others_served():
+    with LocalCluster(n_workers=1) as cluster, Client(cluster) as client:
+        async def misbehave():
+            comm = await connect(cluster.scheduler_address, cluster.config)
+            await comm.send({"op": "register-client", "client": "client-rogue"})
+            await comm.recv()
+            await comm.send({"op": "update-graph", "tasks": {"k": "not-a-dict"}, "keys": ["k"]})
+            header, _ = await comm.recv()
+            await comm.close()
+            return unbatch(header)
+
+        replies = client._loop.run(misbehave())
+        assert any(r["op"] == "error" and "update-graph" in r["message"] for r in replies)
+        async def unknown_first_op():
+            comm = await connect(cluster.scheduler_address, cluster.config)
+            await comm.send({"op": "rm-rf"})
+            header, _ = await comm.recv()
+            return header
+
+
+        assert "unknown operation" in client._loop.run(unknown_first_op())["message"]
+        assert client.submit(inc, 1).result() == 2  # everyone else is still served
+
+
+def test_killed_worker_work_is_recomputed():
+    with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:
+        futures = client.map(slow_inc, range(40), delay=0.05)
+        wait_until(lambda: sum(len(w.has_what) for w in
+                               cluster.scheduler.state.workers.values()) >= 4)
+        victim = cluster.processes[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        cluster.add_worker()
+        assert client.gather(futures, timeout=60) == list(range(1, 41))
+        story = [entry for f in futures for entry in client.story(f)]
+        assert any("remove_worker" in cause for *_, cause in story)
