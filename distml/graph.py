@@ -152,15 +152,22 @@ def _is_key_like(obj: tuple) -> bool:
     return True
 
 
-def _convert(obj: Any, wire: Mapping[Any, str], found: set[str]) -> Any:
+def _convert(obj: Any, wire: Mapping[Any, str], found: set[str],
+             external: Callable[[Any], str | None] | None = None) -> Any:
     """Rewrite one Dask-style value: keys become ``Ref``, task tuples become ``Task``.
 
     ``wire`` maps each graph key to its wire key; referenced wire keys are added to ``found``.
+    ``external`` maps objects standing for results outside the graph (futures) to their keys.
     """
+    if external is not None:
+        w = external(obj)
+        if w is not None:
+            found.add(w)
+            return Ref(w)
     typ = type(obj)
     if typ is tuple:
         if obj and callable(obj[0]):
-            return Task(obj[0], tuple([_convert(a, wire, found) for a in obj[1:]]))
+            return Task(obj[0], tuple([_convert(a, wire, found, external) for a in obj[1:]]))
         try:
             w = wire.get(obj)
         except TypeError:  # a tuple holding unhashable items cannot be a key
@@ -170,11 +177,11 @@ def _convert(obj: Any, wire: Mapping[Any, str], found: set[str]) -> Any:
             return Ref(w)
         if obj and isinstance(obj[0], str) and _is_key_like(obj):
             return obj
-        return tuple([_convert(a, wire, found) for a in obj])
+        return tuple([_convert(a, wire, found, external) for a in obj])
     if typ is list:
-        return [_convert(a, wire, found) for a in obj]
+        return [_convert(a, wire, found, external) for a in obj]
     if typ is dict:
-        return {k: _convert(v, wire, found) for k, v in obj.items()}
+        return {k: _convert(v, wire, found, external) for k, v in obj.items()}
     if isinstance(obj, str):
         w = wire.get(obj)
         if w is not None:
@@ -183,8 +190,12 @@ def _convert(obj: Any, wire: Mapping[Any, str], found: set[str]) -> Any:
     return obj
 
 
-def normalize_graph(dsk: Mapping) -> dict[str, tuple[Task, frozenset[str]]]:
+def normalize_graph(dsk: Mapping, external: Callable[[Any], str | None] | None = None,
+                    ) -> dict[str, tuple[Task, frozenset[str]]]:
     """Convert a Dask-style graph to ``{wire_key: (Task, dependencies)}``.
+
+    ``external(obj)`` returns the key of an object that stands for a result already on the
+    cluster (a future), which then becomes a reference; ``None`` for other objects.
 
     Literals and aliases become ``Task(identity, (value,))`` so every entry is run the same
     way.  A string or tuple argument is a reference only if it is a key of ``dsk``.  Other
@@ -201,7 +212,7 @@ def normalize_graph(dsk: Mapping) -> dict[str, tuple[Task, frozenset[str]]]:
     out: dict[str, tuple[Task, frozenset[str]]] = {}
     for key, value in dsk.items():
         found: set[str] = set()
-        conv = _convert(value, wire, found)
+        conv = _convert(value, wire, found, external)
         task = conv if _is_task_tuple(value) else Task(identity, (conv,))
         out[wire[key]] = (task, frozenset(found))
     return out

@@ -225,6 +225,9 @@ def test_compute_and_persist_collections(client):
     assert client.compute(pair).result() == (2, 3)
     persisted = client.persist(pair)
     assert client.gather(list(persisted.dsk.values())) == [2, 3]
+    assert client.compute(persisted, sync=True) == (2, 3)  # runs from the held results
+    derived = Pair({**persisted.dsk, "c": (add, "a", "b", persisted.dsk["b"])}, ["c"])
+    assert client.compute(derived, sync=True) == (2 + 3 + 3,)
 
 
 @st.composite

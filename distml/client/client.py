@@ -301,24 +301,30 @@ class Client:
         return self.gather(futures, timeout=timeout)
 
     def _submit_graph(self, dsk: Mapping, keys: Any) -> Any:
-        """Submit ``dsk`` and return futures shaped like ``keys``."""
-        tasks = graph.normalize_graph(dsk)
+        """Submit ``dsk`` and return futures shaped like ``keys``.
+
+        Futures may stand in the graph: as arguments (their values are used) or as the value of
+        their own key (a result already on the cluster, as in a persisted collection)."""
+        held = {k for k, v in dsk.items() if isinstance(v, Future) and v.key == graph.wire_key(k)}
+        if held:
+            dsk = {k: v for k, v in dsk.items() if k not in held}
+        tasks = graph.normalize_graph(dsk, self._as_ref)
         wanted = [graph.wire_key(k) for k in _flatten_keys(keys)]
         deps = {k: d for k, (_, d) in tasks.items()}
-        missing = [k for k in wanted if k not in deps and k not in self._states]
+        external = {graph.wire_key(k) for k in held} | {
+            d for ds in deps.values() for d in ds if d not in deps}
+        missing = [k for k in wanted if k not in deps and k not in external]
         if missing:
             raise graph.GraphError(f"requested key(s) not in the graph: {missing[:5]}")
-        external = set(self._states)
-        needed = graph.cull({k: v for k, v in deps.items()}, [k for k in wanted if k in deps])
+        needed = graph.cull(deps, [k for k in wanted if k in deps])
         sub = {k: deps[k] for k in needed}
-        graph.check_graph(sub, external)
+        graph.check_graph(sub, external & set(self._states))
         priorities = graph.order(sub)
         specs = {}
         for k in needed:
-            task, task_deps = tasks[k]
+            task, _ = tasks[k]
             specs[k] = {"payload": self._codec.dumps(task.func, task.args, task.kwargs),
-                        "deps": sorted(task_deps),
-                        "prio": priorities[k]}
+                        "deps": sorted(deps[k]), "prio": priorities[k]}
         flat = self._submit_tasks(specs, wanted)
         by_key = dict(zip(wanted, flat))
         return _shape_like(keys, lambda k: by_key[graph.wire_key(k)])
