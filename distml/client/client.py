@@ -305,13 +305,14 @@ class Client:
 
         Futures may stand in the graph: as arguments (their values are used) or as the value of
         their own key (a result already on the cluster, as in a persisted collection)."""
-        held = {k for k, v in dsk.items() if isinstance(v, Future) and v.key == graph.wire_key(k)}
-        if held:
-            dsk = {k: v for k, v in dsk.items() if k not in held}
+        held = {graph.wire_key(k) for k, v in dsk.items()
+                if isinstance(v, Future) and v.key == graph.wire_key(k)}
         tasks = graph.normalize_graph(dsk, self._as_ref)
+        for k in held:  # already on the cluster: referenced, not recomputed
+            del tasks[k]
         wanted = [graph.wire_key(k) for k in _flatten_keys(keys)]
         deps = {k: d for k, (_, d) in tasks.items()}
-        external = {graph.wire_key(k) for k in held} | {
+        external = held | {
             d for ds in deps.values() for d in ds if d not in deps}
         missing = [k for k in wanted if k not in deps and k not in external]
         if missing:
