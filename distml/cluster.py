@@ -94,6 +94,7 @@ class LocalCluster:
         paths = [p or os.getcwd() for p in sys.path]
         env = dict(os.environ, DISTML_SECRET=self.config.secret,
                    PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+        env.setdefault("DISTML_LOG_LEVEL", "WARNING")  # a local cluster's workers speak up on trouble
         cmd = [sys.executable, "-m", "distml", "worker", self.scheduler_address,
                "--nthreads", str(options.get("nthreads", self.threads_per_worker)),
                "--memory-limit", str(options.get("memory_limit", self.memory_limit)),

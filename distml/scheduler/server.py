@@ -33,6 +33,7 @@ WORKER_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "steal-response": (("key", str), ("ok", bool)),
     "heartbeat": (),
     "paused": (("paused", bool),),
+    "goodbye": (),
 }
 CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "update-graph": (("tasks", dict), _KEYS),
@@ -79,6 +80,7 @@ class Scheduler:
         self.streams: dict[str, BatchedStream] = {}
         self._comms: dict[str, Comm] = {}
         self._last_seen: dict[str, float] = {}
+        self._leaving: set[str] = set()
         self._stimulus = itertools.count()
         self._periodic: asyncio.Task | None = None
         self._closed = asyncio.Event()
@@ -208,6 +210,8 @@ class Scheduler:
             self._apply(s.steal_response, address, msg["key"], msg["ok"])
         elif op == "paused":
             self._apply(s.set_paused, address, msg["paused"])
+        elif op == "goodbye":
+            self._leaving.add(address)
 
     async def _drop_worker(self, address: str, reason: str) -> None:
         stream = self.streams.pop(address, None)
@@ -218,7 +222,12 @@ class Scheduler:
         if comm is not None:
             await comm.close()
         if address in self.state.workers:
-            logger.warning("worker %s left: %s", address, reason)
+            if address in self._leaving:
+                self._leaving.discard(address)
+                reason = "closed by its owner"
+                logger.info("worker %s left", address)
+            else:
+                logger.warning("worker %s lost: %s", address, reason)
             self._apply(self.state.remove_worker, address, reason)
 
     async def _serve_client(self, comm: Comm, header: dict[str, Any]) -> None:

@@ -111,6 +111,7 @@ class Worker:
             return
         self._closed.set()
         if self.stream is not None:
+            self.stream.send({"op": "goodbye"})  # a planned exit, not a failure
             await self.stream.close()
         if self._scheduler_comm is not None:
             await self._scheduler_comm.close()
