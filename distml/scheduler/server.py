@@ -81,6 +81,7 @@ class Scheduler:
         self._comms: dict[str, Comm] = {}
         self._last_seen: dict[str, float] = {}
         self._leaving: set[str] = set()
+        self._received = time.time()
         self._stimulus = itertools.count()
         self._periodic: asyncio.Task | None = None
         self._closed = asyncio.Event()
@@ -128,7 +129,9 @@ class Scheduler:
                 stream.send_many(msgs)
 
     def _apply(self, method: Callable[..., Outbox], *args: Any, **kwargs: Any) -> None:
-        kwargs["stimulus_id"] = f"{method.__name__}-{next(self._stimulus)}-{time.time():.6f}"
+        """Feed one event to the state machine, tagged with its cause for ``story``: the event's
+        name, a sequence number, and the time its message arrived."""
+        kwargs["stimulus_id"] = f"{method.__name__}-{next(self._stimulus)}-{self._received:.6f}"
         self._route(method(*args, **kwargs))
 
     # ------------------------------------------------------------------ connections
@@ -169,6 +172,7 @@ class Scheduler:
         self._last_seen[address] = time.monotonic()
         await comm.send({"op": "registered", "scheduler": self.address})
         stream.start()
+        self._received = time.time()
         self._apply(self.state.add_worker, address, nthreads, int(header.get("memory_limit") or 0),
                     str(header.get("name") or address), keys)
         self._worker_joined.set()
@@ -177,6 +181,7 @@ class Scheduler:
         try:
             while True:
                 msg, _ = await comm.recv()
+                self._received = time.time()
                 self._last_seen[address] = time.monotonic()
                 with self.state.hold():
                     for sub in unbatch(msg):
@@ -228,6 +233,7 @@ class Scheduler:
                 logger.info("worker %s left", address)
             else:
                 logger.warning("worker %s lost: %s", address, reason)
+            self._received = time.time()
             self._apply(self.state.remove_worker, address, reason)
 
     async def _serve_client(self, comm: Comm, header: dict[str, Any]) -> None:
@@ -241,11 +247,13 @@ class Scheduler:
         self._comms[client_id] = comm
         await comm.send({"op": "registered", "client": client_id, "scheduler": self.address})
         stream.start()
+        self._received = time.time()
         self._apply(self.state.add_client, client_id)
         logger.info("client %s connected from %s", client_id, comm.peer_address)
         try:
             while True:
                 msg, _ = await comm.recv()
+                self._received = time.time()
                 with self.state.hold():
                     for sub in unbatch(msg):
                         self._client_message(client_id, sub)
@@ -260,6 +268,7 @@ class Scheduler:
             self._comms.pop(client_id, None)
             await stream.close()
             await comm.close()
+            self._received = time.time()
             self._apply(self.state.remove_client, client_id)
             logger.info("client %s disconnected", client_id)
 
@@ -310,6 +319,7 @@ class Scheduler:
         tick = 0.1
         while not self._closed.is_set():
             await asyncio.sleep(tick)
+            self._received = time.time()
             self._apply(self.state.balance)
             deadline = time.monotonic() - self.config.worker_ttl
             for address, seen in list(self._last_seen.items()):
