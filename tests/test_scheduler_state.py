@@ -147,9 +147,22 @@ def test_poison_task_fails_after_allowed_failures():
         worker = f"tcp://w{i}:1"
         s.add_worker(worker, 1)
         victim = s.tasks["x"].processing_on.address
+        s.task_started(victim, ["x"])
         out = s.remove_worker(victim, "SIGKILL")
     (msg,) = ops(out, C, "key-erred")
     assert "died" in msg["text"] and "SIGKILL" in msg["text"]
+
+
+def test_only_tasks_that_started_count_against_a_dead_worker():
+    s = new_state(A, allowed_failures=0)
+    s.durations["t"] = 1e-4  # short tasks: several are queued on the worker at once
+    s.update_graph(C, {f"t-{i}": spec() for i in range(3)}, [f"t-{i}" for i in range(3)])
+    s.task_started(A, ["t-0"])
+    s.add_worker(B, 1)
+    out = s.remove_worker(A, "killed")
+    erred = [m["key"] for m in ops(out, C, "key-erred")]
+    assert erred == ["t-0"]  # the two that only waited in A's queue are run again elsewhere
+    assert sorted(computes(out, B)) == ["t-1", "t-2"]
 
 
 def test_lost_scattered_data_is_reported_not_waited_for():

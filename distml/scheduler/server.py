@@ -34,6 +34,7 @@ WORKER_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "heartbeat": (),
     "paused": (("paused", bool),),
     "goodbye": (),
+    "started": (_KEYS,),
 }
 CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "update-graph": (("tasks", dict), _KEYS),
@@ -215,6 +216,8 @@ class Scheduler:
             self._apply(s.steal_response, address, msg["key"], msg["ok"])
         elif op == "paused":
             self._apply(s.set_paused, address, msg["paused"])
+        elif op == "started":
+            self._apply(s.task_started, address, msg["keys"])
         elif op == "goodbye":
             self._leaving.add(address)
 

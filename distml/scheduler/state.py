@@ -46,7 +46,7 @@ class TaskState:
         "key", "state", "payload", "prefix", "priority", "dependencies", "dependents",
         "waiting_on", "waiters", "who_wants", "who_has", "processing_on", "nbytes",
         "exception", "traceback", "exception_text", "erred_key", "suspicious", "retries",
-        "stealing_to",
+        "stealing_to", "started",
     )
 
     def __init__(self, key: str, payload: Any, prefix: str, priority: tuple, retries: int = 0):
@@ -75,6 +75,8 @@ class TaskState:
         self.suspicious = 0
         self.retries = retries
         self.stealing_to: WorkerState | None = None
+        #: The worker said it began running this task (not merely queued it).
+        self.started = False
 
     def __repr__(self) -> str:
         return f"<Task {self.key!r} {self.state}>"
@@ -362,7 +364,12 @@ class SchedulerState:
         ws.has_what.clear()
         self._lose_data(lost, f"its only holder {address} died ({reason or 'unknown cause'})")
         for ts in list(ws.processing):
+            started = ts.started
             self._stop_processing(ts)
+            if not started:  # only queued there: not a suspect
+                self._transition(ts, RELEASED)
+                self._ensure_computing(ts)
+                continue
             ts.suspicious += 1
             if ts.suspicious > self.config.allowed_failures:
                 self._set_erred(ts, None, None,
@@ -408,6 +415,15 @@ class SchedulerState:
         for dts in done_with:
             dts.waiters.discard(ts)
         self._check_needed(done_with + [ts])
+        return self._flush()
+
+    def task_started(self, worker: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
+        """``worker`` began running ``keys``: if it dies now, these tasks are suspects."""
+        ws = self.workers.get(worker)
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts.state == PROCESSING and ts.processing_on is ws:
+                ts.started = True
         return self._flush()
 
     def task_erred(self, worker: str, key: str, exception: Any, traceback: Any, text: str,
@@ -651,6 +667,7 @@ class SchedulerState:
                 ws.occupancy = 0.0
         ts.processing_on = None
         ts.stealing_to = None
+        ts.started = False
 
     def _add_replica(self, ts: TaskState, ws: WorkerState) -> None:
         if ws not in ts.who_has:

@@ -87,7 +87,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         await self.listener.start()
         self.state = WorkerStateMachine(self.nthreads, self.address, prefetch=self.nthreads)
-        self.runner = TaskRunner(self.nthreads, self._loop, self._executed,
+        self.runner = TaskRunner(self.nthreads, self._loop, self._runner_events,
                                  self.config.inline_result_bytes)
         comm = await connect(self.scheduler_address, self.config)
         await comm.send({"op": "register-worker", "address": self.address,
@@ -181,19 +181,29 @@ class Worker:
         inputs = {dep: self.data[dep] for dep in task.dependencies}
         self.runner.submit(key, self.payloads.pop(key), inputs)
 
-    def _executed(self, outcomes: list[tuple]) -> None:
-        """Results from the task threads, as many as finished since the last call."""
+    def _runner_events(self, events: list[tuple]) -> None:
+        """Tasks started and finished in the threads since the last call. The scheduler hears
+        which tasks started (so that only tasks really running on a worker that dies count
+        against them) unless they also finished in the same batch."""
+        finished = {event[1] for event in events if event[0] == "finished"}
+        started = [event[1] for event in events
+                   if event[0] == "started" and event[1] not in finished
+                   and event[1] in self.state.tasks]
+        if started:
+            self.stream.send({"op": "started", "keys": started})
         instructions: list[Instruction] = []
-        for outcome in outcomes:
-            key = outcome[0]
-            if outcome[1] == "ok":
-                _, _, value, nbytes, duration, inline = outcome
+        for event in events:
+            if event[0] != "finished":
+                continue
+            key = event[1]
+            if event[2] == "ok":
+                _, _, _, value, nbytes, duration, inline = event
                 task = self.state.tasks.get(key)
                 if task is not None and task.state != "cancelled":
                     self.data[key] = value
                 instructions += self.state.task_done(key, nbytes, duration, inline)
             else:
-                _, _, exception, trace, text = outcome
+                _, _, _, exception, trace, text = event
                 instructions += self.state.task_failed(key, exception, trace, text)
         self._carry_out(instructions)
 
