@@ -59,6 +59,17 @@ class Config:
     #: Results up to this size (pickled) travel with the completion message to the clients that
     #: want them, saving a fetch from the worker.
     inline_result_bytes: int = 16 * 1024
+    #: Fractions of a worker's memory limit: results past ``target`` (by their estimated size)
+    #: go to disk, least recently used first; past ``spill`` (measured resident memory) more go;
+    #: past ``pause`` the worker starts no new tasks; past ``terminate`` its nanny restarts it.
+    memory_target_fraction: float = 0.6
+    memory_spill_fraction: float = 0.7
+    memory_pause_fraction: float = 0.8
+    memory_terminate_fraction: float = 0.95
+    #: Seconds between measurements of a worker's resident memory.
+    memory_monitor_interval: float = 0.1
+    #: Folder for spilled results (default: a fresh temporary folder per worker).
+    local_directory: str | None = None
     #: Transitions kept for ``client.story``.
     transition_log_length: int = 100_000
     #: How many times a task may be on a worker that dies before it is failed.

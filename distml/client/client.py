@@ -505,7 +505,8 @@ class Client:
     def run(self, func: Callable, *args: Any, workers: list[str] | None = None,
             **kwargs: Any) -> dict[str, Any]:
         """Call ``func(*args, **kwargs)`` once on every worker (outside the task system);
-        results by worker address. An exception on any worker is raised here."""
+        results by worker address. An exception on any worker is raised here. A function with
+        a ``distml_worker`` parameter receives the worker object (for inspection)."""
         frames = serialize.dumps((func, args, kwargs))
         return self._sync(self._run(frames, workers), self.timeout * 4)
 

@@ -216,6 +216,8 @@ class Scheduler:
             self._apply(s.steal_response, address, msg["key"], msg["ok"])
         elif op == "paused":
             self._apply(s.set_paused, address, msg["paused"])
+        elif op == "heartbeat":
+            self._apply(s.heartbeat, address, msg)
         elif op == "started":
             self._apply(s.task_started, address, msg["keys"])
         elif op == "goodbye":
@@ -309,7 +311,9 @@ class Scheduler:
             "workers": {
                 ws.address: {"name": ws.name, "nthreads": ws.nthreads,
                              "memory_limit": ws.memory_limit, "processing": len(ws.processing),
-                             "keys": len(ws.has_what), "nbytes": ws.nbytes, "paused": ws.paused}
+                             "keys": len(ws.has_what), "nbytes": ws.nbytes, "paused": ws.paused,
+                             "memory": ws.metrics.get("rss", 0),
+                             "spilled": ws.metrics.get("spilled", 0)}
                 for ws in self.state.workers.values()
             },
             "tasks": self.state.task_counts(),

@@ -86,7 +86,7 @@ class WorkerState:
     """What the scheduler knows of one worker."""
 
     __slots__ = ("address", "name", "nthreads", "memory_limit", "processing", "occupancy",
-                 "has_what", "nbytes", "paused")
+                 "has_what", "nbytes", "paused", "metrics")
 
     def __init__(self, address: str, name: str, nthreads: int, memory_limit: int):
         self.address = address
@@ -99,6 +99,8 @@ class WorkerState:
         self.has_what: set[TaskState] = set()
         self.nbytes = 0
         self.paused = False
+        #: Latest heartbeat figures: resident memory, bytes in memory and spilled, tasks running.
+        self.metrics: dict[str, int] = {}
 
     def load(self) -> float:
         return self.occupancy / self.nthreads
@@ -473,6 +475,12 @@ class SchedulerState:
             self._add_replica(ts, ws)
         elif ws is not None:
             self._send(worker, {"op": "free", "keys": [key]})
+        return self._flush()
+
+    def heartbeat(self, worker: str, metrics: dict[str, Any], stimulus_id: str = "") -> Outbox:
+        ws = self.workers.get(worker)
+        if ws is not None:
+            ws.metrics = {k: v for k, v in metrics.items() if k != "op" and isinstance(v, int)}
         return self._flush()
 
     def set_paused(self, worker: str, paused: bool, stimulus_id: str = "") -> Outbox:

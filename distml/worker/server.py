@@ -8,9 +8,12 @@ module carries them out and reports what happened.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import time
+
+import psutil
 from typing import Any
 
 from distml.batched import BatchedStream, unbatch
@@ -21,6 +24,7 @@ from distml.pool import ConnectionPool
 from distml.protocol import serialize
 from distml.sizeof import sizeof
 from distml.worker.runner import TaskRunner, encode_exception
+from distml.worker.spill import SpillBuffer
 from distml.worker.state import (Execute, Fetch, Forget, Instruction, SendToScheduler,
                                  WorkerStateMachine)
 
@@ -69,7 +73,10 @@ class Worker:
         self.listener = Listener(f"{scheme}://{host or self.config.host}:0", self._serve_peer,
                                  self.config)
         self.state: WorkerStateMachine | None = None
-        self.data: dict[str, Any] = {}
+        target = int(memory_limit * self.config.memory_target_fraction)
+        self.data = SpillBuffer(target, self.config.local_directory)
+        self._process = psutil.Process()
+        self.memory: dict[str, int] = {}
         self.payloads: dict[str, Any] = {}
         self.runner: TaskRunner | None = None
         self.pool = ConnectionPool(self.config)
@@ -103,6 +110,8 @@ class Worker:
         self.stream.start()
         self._spawn(self._scheduler_loop())
         self._spawn(self._heartbeat())
+        if self.memory_limit:
+            self._spawn(self._monitor_memory())
         logger.info("worker %s registered with %s", self.address, self.scheduler_address)
         return self
 
@@ -121,6 +130,7 @@ class Worker:
             task.cancel()
         if self.runner is not None:
             self.runner.stop()
+        self.data.close()
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -271,6 +281,8 @@ class Worker:
         """``client.run``: call a function here, outside the task system."""
         try:
             func, args, kwargs = serialize.loads(frames)
+            if "distml_worker" in _parameters(func):
+                kwargs = {**kwargs, "distml_worker": self}
             result = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: func(*args, **kwargs))
             return {"op": "result", "value": [bytes(f) for f in serialize.dumps(result)]}
@@ -282,4 +294,39 @@ class Worker:
         while not self._closed.is_set():
             await asyncio.sleep(self.config.heartbeat_interval)
             self.stream.send({"op": "heartbeat", "executing": len(self.state.executing),
-                              "nbytes": sum(self.state.in_memory.values())})
+                              **self.memory_report()})
+
+    def memory_report(self) -> dict[str, int]:
+        return {"rss": self._process.memory_info().rss, "managed": self.data.fast_bytes,
+                "spilled": self.data.spilled_bytes, "paused": int(self.state.paused)}
+
+    async def _monitor_memory(self) -> None:
+        """Keep resident memory under the limit: spill past the spill fraction, stop starting
+        tasks past the pause fraction (and start again once memory falls)."""
+        limit = self.memory_limit
+        spill_at = limit * self.config.memory_spill_fraction
+        target = limit * self.config.memory_target_fraction
+        pause_at = limit * self.config.memory_pause_fraction
+        while not self._closed.is_set():
+            await asyncio.sleep(self.config.memory_monitor_interval)
+            rss = self._process.memory_info().rss
+            if rss > spill_at:
+                # spill oldest first, measuring as we go: freed memory may not show at once
+                for key in list(self.data.fast)[: max(1, len(self.data.fast) // 2)]:
+                    if rss <= target:
+                        break
+                    self.data.evict(key)
+                    rss = self._process.memory_info().rss
+            paused = rss > pause_at
+            if paused != self.state.paused:
+                logger.warning("worker %s %s: %d MB resident of a %d MB limit", self.address,
+                               "paused" if paused else "resumed", rss // 2**20, limit // 2**20)
+                self.stream.send({"op": "paused", "paused": paused})
+                self._carry_out(self.state.set_paused(paused))
+
+
+def _parameters(func: Any) -> set[str]:
+    try:
+        return set(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # builtins without a signature
+        return set()
