@@ -61,18 +61,51 @@ def _scheduler(args: argparse.Namespace) -> None:
 
 def _worker(args: argparse.Namespace) -> None:
     from distml.cluster import parse_memory
-    from distml.worker.server import Worker
 
     config = Config.load(secret=_secret(args, create=False), host=args.host)
     nthreads = args.nthreads or os.cpu_count() or 1
+    memory_limit = parse_memory(args.memory_limit)
+    if args.no_nanny:
+        asyncio.run(_serve(lambda: _start_worker(args, config, nthreads, memory_limit)))
+    else:
+        asyncio.run(_serve(lambda: _start_nanny(args, config, nthreads, memory_limit)))
 
-    async def make() -> Worker:
-        worker = Worker(args.address, config, nthreads=nthreads,
-                        memory_limit=parse_memory(args.memory_limit), name=args.name or "",
-                        host=args.host)
-        return await worker.start()
 
-    asyncio.run(_serve(make))
+async def _start_worker(args, config, nthreads, memory_limit):
+    from distml.nanny import ADDRESS_LINE
+    from distml.worker.server import Worker
+
+    worker = Worker(args.address, config, nthreads=nthreads, memory_limit=memory_limit,
+                    name=args.name or "", host=args.host)
+    await worker.start()
+    print(f"{ADDRESS_LINE}{worker.address}", flush=True)
+    return worker
+
+
+class _Nanny:
+    """``distml worker`` with supervision: one worker process, restarted when it dies."""
+
+    def __init__(self, supervisor):
+        self.supervisor = supervisor
+
+    async def close(self) -> None:
+        await self.supervisor.close()
+
+    async def finished(self) -> None:
+        await self.supervisor.stopped.wait()
+
+
+async def _start_nanny(args, config, nthreads, memory_limit):
+    from distml.nanny import ADDRESS_LINE, WorkerSupervisor
+
+    worker_args = ["--nthreads", str(nthreads), "--memory-limit", str(memory_limit),
+                   "--host", args.host]
+    if args.name:
+        worker_args += ["--name", args.name]
+    supervisor = WorkerSupervisor(args.address, config, worker_args, memory_limit=memory_limit)
+    address = await supervisor.start()
+    print(f"{ADDRESS_LINE}{address}", flush=True)
+    return _Nanny(supervisor)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     work.add_argument("--host", default=os.environ.get("DISTML_HOST", "127.0.0.1"),
                       help="interface to listen on for peers (default loopback)")
     work.add_argument("--secret-file")
+    work.add_argument("--no-nanny", action="store_true",
+                      help="run the worker in this process, without a supervisor that restarts it")
     work.set_defaults(run=_worker)
 
     args = parser.parse_args(argv)

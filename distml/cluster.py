@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -16,6 +15,7 @@ import psutil
 from distml.config import Config, new_secret
 from distml.errors import DistmlError
 from distml.loop import shared_loop
+from distml.nanny import WorkerSupervisor
 from distml.scheduler.server import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -65,14 +65,12 @@ class LocalCluster:
         self.threads_per_worker = threads_per_worker or 1
         self.memory_limit = parse_memory(memory_limit, max(1, self.n_workers))
         self._loop = shared_loop()
-        self.processes: list[subprocess.Popen] = []
+        self.supervisors: list[WorkerSupervisor] = []
         self.scheduler: Scheduler | None = None
         started = time.perf_counter()
         self.scheduler = self._loop.run(self._start_scheduler())
         try:
-            for _ in range(self.n_workers):
-                self.add_worker()
-            self._loop.run(self._wait_for_workers(self.n_workers, start_timeout))
+            self._loop.run(self._start_workers(self.n_workers, start_timeout))
         except BaseException:
             self.close()
             raise
@@ -87,36 +85,46 @@ class LocalCluster:
     def scheduler_address(self) -> str:
         return self.scheduler.address
 
-    def add_worker(self, **options: Any) -> subprocess.Popen:
-        """Start one more worker process."""
+    def _supervisor(self, **options: Any) -> WorkerSupervisor:
         # Workers see the modules this process sees (scripts' folders, notebooks' paths), so
         # functions pickled by reference load there as they do here.
         paths = [p or os.getcwd() for p in sys.path]
-        env = dict(os.environ, DISTML_SECRET=self.config.secret,
-                   PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
-        env.setdefault("DISTML_LOG_LEVEL", "WARNING")  # a local cluster's workers speak up on trouble
-        cmd = [sys.executable, "-m", "distml", "worker", self.scheduler_address,
-               "--nthreads", str(options.get("nthreads", self.threads_per_worker)),
-               "--memory-limit", str(options.get("memory_limit", self.memory_limit)),
-               "--name", f"worker-{len(self.processes)}", "--host", self.config.host]
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
-        self.processes.append(proc)
-        return proc
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+        env.setdefault("DISTML_LOG_LEVEL", "WARNING")  # local workers speak up on trouble only
+        memory_limit = options.get("memory_limit", self.memory_limit)
+        args = ["--nthreads", str(options.get("nthreads", self.threads_per_worker)),
+                "--memory-limit", str(memory_limit),
+                "--name", f"worker-{len(self.supervisors)}", "--host", self.config.host]
+        supervisor = WorkerSupervisor(self.scheduler_address, self.config, args,
+                                      memory_limit=memory_limit, env=env)
+        self.supervisors.append(supervisor)
+        return supervisor
 
-    async def _wait_for_workers(self, n: int, timeout: float) -> None:
+    async def _start_workers(self, n: int, timeout: float) -> None:
+        """Start ``n`` workers at once and wait until all have joined the scheduler."""
+        supervisors = [self._supervisor() for _ in range(n)]
+        addresses = await asyncio.gather(*(s.start(timeout) for s in supervisors))
         deadline = time.monotonic() + timeout
-        while len(self.scheduler.state.workers) < n:
-            dead = [p for p in self.processes if p.poll() is not None]
-            if dead:
-                raise DistmlError(f"a worker process exited with code {dead[0].returncode} "
-                                  "while the local cluster was starting")
+        while not set(addresses) <= set(self.scheduler.state.workers):
             if time.monotonic() > deadline:
-                raise DistmlError(f"only {len(self.scheduler.state.workers)} of {n} workers "
-                                  f"joined within {timeout} s")
+                raise DistmlError(f"workers did not join the scheduler within {timeout} s")
             await self.scheduler.worker_joined(0.05)
 
+    def add_worker(self, timeout: float = 30.0) -> str:
+        """Start one more worker; returns its address once it has joined."""
+        before = len(self.supervisors)
+        self._loop.run(self._start_workers(1, timeout))
+        return self.supervisors[before].address
+
     def wait_for_workers(self, n: int, timeout: float = 30.0) -> None:
-        self._loop.run(self._wait_for_workers(n, timeout))
+        async def wait() -> None:
+            deadline = time.monotonic() + timeout
+            while len(self.scheduler.state.workers) < n:
+                if time.monotonic() > deadline:
+                    raise DistmlError(f"only {len(self.scheduler.state.workers)} of {n} workers "
+                                      f"joined within {timeout} s")
+                await self.scheduler.worker_joined(0.05)
+        self._loop.run(wait())
 
     @property
     def workers(self) -> list[str]:
@@ -124,18 +132,14 @@ class LocalCluster:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the workers (terminate, then kill) and the scheduler."""
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in self.processes:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
-        if self.scheduler is not None and self._loop.thread.is_alive():
+        if not self._loop.thread.is_alive():
+            return
+        if self.supervisors:
+            async def stop_workers() -> None:
+                await asyncio.gather(*(s.close(timeout) for s in self.supervisors))
+            self._loop.run(stop_workers(), timeout=timeout + 5)
+            self.supervisors.clear()
+        if self.scheduler is not None:
             self._loop.run(self.scheduler.close(), timeout=timeout)
 
     def __enter__(self) -> "LocalCluster":
@@ -145,4 +149,4 @@ class LocalCluster:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<LocalCluster {self.scheduler_address} workers={len(self.processes)}>"
+        return f"<LocalCluster {self.scheduler_address} workers={len(self.supervisors)}>"

@@ -113,10 +113,9 @@ def test_killed_worker_work_is_recomputed():
         futures = client.map(slow_inc, range(40), delay=0.05)
         wait_until(lambda: sum(len(w.has_what) for w in
                                cluster.scheduler.state.workers.values()) >= 4)
-        victim = cluster.processes[0]
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        cluster.add_worker()
+        cluster.supervisors[0].kill(signal.SIGKILL)  # its nanny starts a new one
         assert client.gather(futures, timeout=60) == list(range(1, 41))
+        wait_until(lambda: len(cluster.scheduler.state.workers) == 2)
+        assert cluster.supervisors[0].restarts == 1
         story = [entry for f in futures for entry in client.story(f)]
         assert any("remove_worker" in cause for *_, cause in story)

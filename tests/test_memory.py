@@ -62,3 +62,25 @@ def test_results_larger_than_memory_spill_and_complete():
         assert len(spilled) == 2 and sum(spilled.values()) > 100 * 2**20
         # every block is still available, from memory or disk
         assert client.gather(client.map(block_sum, blocks)) == expected
+
+
+def hog(mb):
+    import time
+    block = np.ones(mb * 2**20 // 8)  # touched, so resident
+    time.sleep(5)
+    return float(block.sum())
+
+
+def test_task_past_the_memory_limit_fails_clearly_and_the_cluster_recovers():
+    from distml import Config, WorkerDiedError
+    config = Config.load(allowed_failures=1)
+    with LocalCluster(n_workers=1, memory_limit="300MiB", config=config) as cluster, \
+            Client(cluster) as client:
+        future = client.submit(hog, 600)
+        with pytest.raises(WorkerDiedError, match="memory limit exceeded") as info:
+            future.result(timeout=60)
+        assert "hog" in str(info.value) and "2 workers that died" in str(info.value)
+        cluster.wait_for_workers(1)
+        assert cluster.supervisors[0].restarts == 2
+        assert client.submit(block_sum, client.submit(make_block, 3, 1)).result() == \
+            3.0 * (2**20 // 8)

@@ -164,12 +164,12 @@ class Client:
         if op == "key-done":
             state.finish(FINISHED, workers=msg.get("workers") or [], value=msg.get("value"))
         elif op == "key-erred":
-            if msg.get("exception") is None and "scattered data" in msg.get("text", ""):
-                state.finish(LOST, text=msg["text"])
+            if msg.get("kind") == "lost":
+                state.finish(LOST, text=msg.get("text", ""))
             else:
                 state.finish(ERROR, exception=msg.get("exception"),
                              traceback=msg.get("traceback"), text=msg.get("text", ""),
-                             erred_key=msg.get("erred_key"))
+                             erred_key=msg.get("erred_key"), kind=msg.get("kind", "task"))
         elif op == "key-cancelled":
             state.finish(CANCELLED)
         elif op == "key-recomputing":

@@ -13,7 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from distml.errors import CancelledError, KeyLostError, RemoteTaskError, TimeoutError
+from distml.errors import (CancelledError, GraphError, KeyLostError, RemoteTaskError,
+                           TimeoutError, WorkerDiedError)
 from distml.protocol import serialize
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class FutureState:
     """Status of one key as the client knows it; shared by every Future on that key."""
 
     __slots__ = ("key", "status", "done", "_event", "exception", "traceback", "text", "erred_key",
+                 "kind",
                  "workers", "value", "callbacks", "_lock")
 
     def __init__(self, key: str):
@@ -48,6 +50,7 @@ class FutureState:
         self.traceback: Any = None
         self.text = ""
         self.erred_key: str | None = None
+        self.kind = "task"
         self.workers: list[str] = []
         #: The pickled result, when it was small enough to come with the completion message.
         self.value: bytes | None = None
@@ -108,7 +111,9 @@ class FutureState:
                 exc = None
         if not isinstance(exc, BaseException):
             where = "" if self.erred_key in (None, self.key) else f" (in {self.erred_key!r})"
-            exc = RemoteTaskError(f"task {self.key!r} failed{where}: {self.text}")
+            kind = {"worker-died": WorkerDiedError, "graph": GraphError}.get(self.kind,
+                                                                            RemoteTaskError)
+            exc = kind(f"task {self.key!r} failed{where}: {self.text}")
         trace = self.remote_traceback()
         if trace:
             exc.__cause__ = RemoteTraceback(trace)

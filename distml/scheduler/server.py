@@ -82,6 +82,9 @@ class Scheduler:
         self._comms: dict[str, Comm] = {}
         self._last_seen: dict[str, float] = {}
         self._leaving: set[str] = set()
+        self._supervised: set[str] = set()
+        self._death_reasons: dict[str, str] = {}
+        self._death_reported: dict[str, asyncio.Event] = {}
         self._received = time.time()
         self._stimulus = itertools.count()
         self._periodic: asyncio.Task | None = None
@@ -146,6 +149,8 @@ class Scheduler:
         op = header.get("op")
         if op == "register-worker":
             await self._serve_worker(comm, header)
+        elif op == "worker-died":
+            await self._worker_died(comm, header)
         elif op == "register-client":
             await self._serve_client(comm, header)
         else:
@@ -171,6 +176,8 @@ class Scheduler:
         self.streams[address] = stream
         self._comms[address] = comm
         self._last_seen[address] = time.monotonic()
+        if header.get("nanny"):
+            self._supervised.add(address)
         await comm.send({"op": "registered", "scheduler": self.address})
         stream.start()
         self._received = time.time()
@@ -223,6 +230,20 @@ class Scheduler:
         elif op == "goodbye":
             self._leaving.add(address)
 
+    async def _worker_died(self, comm: Comm, header: dict[str, Any]) -> None:
+        """A nanny says why its worker died (memory, signal, exit code)."""
+        address, reason = header.get("address"), header.get("reason")
+        if isinstance(address, str) and isinstance(reason, str):
+            self._death_reasons.setdefault(address, reason)
+            event = self._death_reported.pop(address, None)
+            if event is not None:
+                event.set()
+            worker_comm = self._comms.get(address)
+            if worker_comm is not None:
+                await worker_comm.close()
+        await comm.send({"op": "ok"})
+        await comm.close()
+
     async def _drop_worker(self, address: str, reason: str) -> None:
         stream = self.streams.pop(address, None)
         comm = self._comms.pop(address, None)
@@ -231,6 +252,18 @@ class Scheduler:
             await stream.close()
         if comm is not None:
             await comm.close()
+        if address in self._supervised and address not in self._leaving:
+            # its nanny will say why it died: wait a moment for that
+            event = self._death_reported.setdefault(address, asyncio.Event())
+            if address not in self._death_reasons:
+                try:
+                    await asyncio.wait_for(event.wait(), 2 * self.config.memory_monitor_interval
+                                           + 1.0)
+                except asyncio.TimeoutError:
+                    pass
+        self._supervised.discard(address)
+        self._death_reported.pop(address, None)
+        reason = self._death_reasons.pop(address, reason)
         if address in self.state.workers:
             if address in self._leaving:
                 self._leaving.discard(address)

@@ -46,7 +46,7 @@ class TaskState:
         "key", "state", "payload", "prefix", "priority", "dependencies", "dependents",
         "waiting_on", "waiters", "who_wants", "who_has", "processing_on", "nbytes",
         "exception", "traceback", "exception_text", "erred_key", "suspicious", "retries",
-        "stealing_to", "started",
+        "stealing_to", "started", "erred_kind",
     )
 
     def __init__(self, key: str, payload: Any, prefix: str, priority: tuple, retries: int = 0):
@@ -71,6 +71,8 @@ class TaskState:
         self.exception_text = ""
         #: The key whose failure made this task fail (itself, or a dependency).
         self.erred_key: str | None = None
+        #: Why it failed: "task" (it raised), "worker-died", "lost" (data), "graph".
+        self.erred_kind = "task"
         #: How many times this task was processing on a worker that died.
         self.suspicious = 0
         self.retries = retries
@@ -246,7 +248,7 @@ class SchedulerState:
             wanted.append(ts)
         for ts, dep_key in missing:
             self._set_erred(ts, None, None, f"dependency {dep_key!r} of {ts.key!r} is not known "
-                            "to the scheduler (was its future released?)", ts.key)
+                            "to the scheduler (was its future released?)", ts.key, "graph")
         for ts in wanted:
             self._ensure_computing(ts)
         for ts, _ in new:  # tasks sent but not wanted, nor needed by wanted ones
@@ -376,7 +378,8 @@ class SchedulerState:
             if ts.suspicious > self.config.allowed_failures:
                 self._set_erred(ts, None, None,
                                 f"task {ts.key!r} was on {ts.suspicious} workers that died; the "
-                                f"last, {address}, died of: {reason or 'unknown cause'}", ts.key)
+                                f"last, {address}, died of: {reason or 'unknown cause'}", ts.key,
+                                "worker-died")
             else:
                 self._transition(ts, RELEASED)
                 self._ensure_computing(ts)
@@ -574,7 +577,7 @@ class SchedulerState:
         elif ts.state == ERRED:
             self._send(cs.id, {"op": "key-erred", "key": ts.key, "exception": ts.exception,
                                "traceback": ts.traceback, "text": ts.exception_text,
-                               "erred_key": ts.erred_key})
+                               "erred_key": ts.erred_key, "kind": ts.erred_kind})
 
     def _ensure_computing(self, root: TaskState) -> None:
         """Make ``root`` and whatever it transitively needs run (released -> waiting/ready)."""
@@ -585,7 +588,7 @@ class SchedulerState:
                 continue
             if ts.payload is None:
                 self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost and cannot "
-                                "be recomputed", ts.key)
+                                "be recomputed", ts.key, "lost")
                 continue
             if ts.dependencies:
                 failed = next((d for d in ts.dependencies if d.state == ERRED), None)
@@ -720,16 +723,16 @@ class SchedulerState:
                 self._check_needed([ts])
             elif ts.payload is None:
                 self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost: {why}",
-                                ts.key)
+                                ts.key, "lost")
             else:
                 self._ensure_computing(ts)
 
     def _inherit_error(self, ts: TaskState, failed: TaskState) -> None:
         self._set_erred(ts, failed.exception, failed.traceback, failed.exception_text,
-                        failed.erred_key or failed.key)
+                        failed.erred_key or failed.key, failed.erred_kind)
 
     def _set_erred(self, root: TaskState, exception: Any, traceback: Any, text: str,
-                   erred_key: str) -> None:
+                   erred_key: str, kind: str = "task") -> None:
         """``root`` failed; everything waiting on it fails with the same error."""
         stack = [root]
         released_inputs: list[TaskState] = []
@@ -742,7 +745,7 @@ class SchedulerState:
                 self._stop_processing(ts)
             self._transition(ts, ERRED)
             ts.exception, ts.traceback = exception, traceback
-            ts.exception_text, ts.erred_key = text, erred_key
+            ts.exception_text, ts.erred_key, ts.erred_kind = text, erred_key, kind
             ts.waiting_on.clear()
             for dts in ts.dependencies:
                 if ts in dts.waiters:

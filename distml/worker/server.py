@@ -100,6 +100,7 @@ class Worker:
         await comm.send({"op": "register-worker", "address": self.address,
                          "nthreads": self.nthreads, "memory_limit": self.memory_limit,
                          "name": self.name or self.address, "pid": os.getpid(),
+                         "nanny": os.environ.get("DISTML_NANNY") == "1",
                          "keys": dict(self.state.in_memory)})
         reply, _ = await comm.recv()
         if reply.get("op") != "registered":

@@ -1,0 +1,161 @@
+"""Supervision of worker processes: restart a worker that dies or outgrows its memory, and tell
+the scheduler why it died, so that the error of a task that keeps killing workers says so.
+
+``WorkerSupervisor`` watches one worker process. A local cluster supervises its workers from its
+own event loop (no extra process); ``distml worker`` runs a small nanny process that supervises
+one worker (``--no-nanny`` runs the worker directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+import psutil
+
+from distml.comm import connect
+from distml.config import Config
+from distml.errors import DistmlError
+
+logger = logging.getLogger(__name__)
+
+ADDRESS_LINE = "distml worker at "
+#: Quick deaths in a row after which a worker is no longer restarted.
+MAX_QUICK_DEATHS = 3
+QUICK = 2.0
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class WorkerSupervisor:
+    """Start a worker process and keep one running until :meth:`close`."""
+
+    def __init__(self, scheduler_address: str, config: Config, args: list[str],
+                 memory_limit: int = 0, restart: bool = True, env: dict[str, str] | None = None):
+        self.scheduler_address = scheduler_address
+        self.config = config
+        self.args = args
+        self.memory_limit = memory_limit
+        self.restart = restart
+        self.env = dict(env or os.environ, DISTML_SECRET=config.secret or "", DISTML_NANNY="1")
+        self.process: asyncio.subprocess.Process | None = None
+        self.address: str | None = None
+        self.restarts = 0
+        self._started_at = 0.0
+        self._quick_deaths = 0
+        self._closing = False
+        self._kill_reason: str | None = None
+        self._watcher: asyncio.Task | None = None
+        self.stopped = asyncio.Event()
+
+    async def start(self, timeout: float = 30.0) -> str:
+        """Start the worker; returns its address once it is listening."""
+        self._started_at = time.monotonic()
+        self._kill_reason = None
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "distml", "worker", self.scheduler_address, "--no-nanny",
+            *self.args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE)
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            raise DistmlError(f"worker did not start within {timeout} s") from None
+        text = line.decode(errors="replace").strip()
+        if not text.startswith(ADDRESS_LINE):
+            code = await self.process.wait()
+            raise DistmlError(f"worker process {describe_exit(code)} while starting")
+        self.address = text[len(ADDRESS_LINE):]
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return self.address
+
+    async def _watch(self) -> None:
+        try:
+            while not self._closing:
+                proc = self.process
+                try:
+                    await asyncio.wait_for(proc.wait(), self.config.memory_monitor_interval)
+                except asyncio.TimeoutError:
+                    self._check_memory(proc)
+                    continue
+                if self._closing:
+                    break
+                await self._died(self._kill_reason or describe_exit(proc.returncode))
+        finally:
+            self.stopped.set()
+
+    def _check_memory(self, proc: asyncio.subprocess.Process) -> None:
+        if not self.memory_limit or self._kill_reason is not None:
+            return
+        try:
+            rss = psutil.Process(proc.pid).memory_info().rss
+        except psutil.Error:
+            return
+        if rss > self.memory_limit * self.config.memory_terminate_fraction:
+            reason = (f"memory limit exceeded: {rss // 2**20} MiB resident, limit "
+                      f"{self.memory_limit // 2**20} MiB")
+            logger.warning("worker %s: %s; restarting it", self.address, reason)
+            self._kill_reason = reason
+            # say why before the connection drops, so the scheduler blames the right cause
+            asyncio.get_running_loop().create_task(self._report(reason, proc))
+
+    async def _report(self, reason: str, kill: asyncio.subprocess.Process | None = None) -> None:
+        try:
+            comm = await connect(self.scheduler_address, self.config, timeout=2)
+            await comm.send({"op": "worker-died", "address": self.address, "reason": reason})
+            await asyncio.wait_for(comm.recv(), 2)
+            await comm.close()
+        except Exception as exc:  # noqa: BLE001 - the scheduler may be gone too
+            logger.info("could not tell the scheduler why %s died: %s", self.address, exc)
+        if kill is not None and kill.returncode is None:
+            kill.kill()
+
+    async def _died(self, reason: str) -> None:
+        logger.warning("worker %s %s", self.address, reason)
+        if self._kill_reason is None:  # a memory kill was reported before the kill
+            await self._report(reason)
+        quick = time.monotonic() - self._started_at < QUICK
+        self._quick_deaths = self._quick_deaths + 1 if quick else 0
+        if not self.restart or self._quick_deaths >= MAX_QUICK_DEATHS:
+            if self.restart:
+                logger.error("worker died %d times right after starting; not restarting it",
+                             self._quick_deaths)
+            self._closing = True
+            return
+        self.restarts += 1
+        try:
+            await self.start()
+        except DistmlError as exc:
+            logger.error("could not restart the worker: %s", exc)
+            self._closing = True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker (terminate, then kill) and stop supervising."""
+        self._closing = True
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._watcher is not None:
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the worker process (for tests and chaos experiments)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(sig)
