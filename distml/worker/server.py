@@ -76,7 +76,8 @@ class Worker:
         target = int(memory_limit * self.config.memory_target_fraction)
         self.data = SpillBuffer(target, self.config.local_directory)
         self._process = psutil.Process()
-        self.memory: dict[str, int] = {}
+        #: Highest resident memory the monitor saw, in bytes.
+        self.peak_rss = 0
         self.payloads: dict[str, Any] = {}
         self.runner: TaskRunner | None = None
         self.pool = ConnectionPool(self.config)
@@ -311,6 +312,7 @@ class Worker:
         while not self._closed.is_set():
             await asyncio.sleep(self.config.memory_monitor_interval)
             rss = self._process.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
             if rss > spill_at:
                 # spill oldest first, measuring as we go: freed memory may not show at once
                 for key in list(self.data.fast)[: max(1, len(self.data.fast) // 2)]:
