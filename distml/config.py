@@ -44,6 +44,11 @@ class Config:
     max_frames: int = 1_000_000
     #: Seconds a connection attempt (TCP connect plus handshake) may take.
     connect_timeout: float = 10.0
+    #: Seconds a worker (or client) keeps trying to reach a scheduler that went away.
+    scheduler_reconnect_timeout: float = 60.0
+    #: Seconds a result declared by a worker waits for a client to claim it after a scheduler
+    #: restart, before it is freed.
+    unclaimed_timeout: float = 60.0
     #: Seconds between worker heartbeats.
     heartbeat_interval: float = 1.0
     #: Seconds without a heartbeat after which the scheduler declares a worker lost.

@@ -226,7 +226,24 @@ def test_rejoining_worker_restores_its_keys():
     s.remove_worker(A, "scheduler lost it")
     out = s.add_worker(A, 1, keys={"y": 8, "stale": 1})
     assert s.tasks["y"].state == MEMORY
-    assert ops(out, A, "free") == [{"op": "free", "keys": ["stale"]}]
+    assert not ops(out, A, "free") and s.unclaimed == {"stale": {A: 1}}
+    assert not ops(s.sweep_unclaimed(), A, "free")  # kept for one period
+    assert ops(s.sweep_unclaimed(), A, "free") == [{"op": "free", "keys": ["stale"]}]
+    assert s.unclaimed == {}
+
+
+def test_scheduler_restart_reclaims_what_workers_kept():
+    """A fresh scheduler learns keys from rejoining workers before the client resubmits: only
+    what no worker kept is computed again."""
+    s = new_state()
+    s.add_worker(A, 1, keys={"x": 8})  # x survived on A; y (which needs x) was lost
+    s.add_worker(B, 1, keys={"scattered": 4})
+    out = s.update_graph(C, {"x": spec(), "y": spec("x")}, ["y", "scattered"])
+    assert computes(out, A) + computes(out, B) == ["y"]
+    assert ops(out, C, "key-done")[0]["key"] == "scattered"
+    assert s.tasks["x"].state == MEMORY and s.unclaimed == {}
+    out = s.task_finished(A, "y", 8, 0.01)
+    assert ops(out, A, "free") == [{"op": "free", "keys": ["x"]}]  # x no longer needed
 
 
 # ---------------------------------------------------------------------- random simulations

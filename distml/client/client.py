@@ -73,6 +73,9 @@ class Client:
         self._refs_lock = threading.Lock()
         self._outgoing_lock = threading.Lock()
         self._released: list[str] = []
+        self._connected = threading.Event()
+        #: key -> the tasks of the submission that made it (shared between its keys).
+        self._lineage: dict[str, dict[str, dict[str, Any]]] = {}
         self._codec = serialize.TaskCodec()
         self._unique_prefix = uuid.uuid4().hex[:16]
         self._unique_counter = itertools.count()
@@ -109,15 +112,19 @@ class Client:
                 self.cluster.close()
             raise
         self.status = "running"
+        self._connected.set()
         if set_as_default:
             global _default_client
             with _default_lock:
                 _default_client = self
 
     # ------------------------------------------------------------------ connection
-    async def _connect(self) -> str:
-        comm = await connect(self.scheduler_address, self.config, timeout=self.timeout)
-        await comm.send({"op": "register-client", "client": f"client-{uuid.uuid4().hex[:12]}"})
+    async def _connect(self, client_id: str | None = None,
+                       timeout: float | None = None) -> str:
+        comm = await connect(self.scheduler_address, self.config,
+                             timeout=self.timeout if timeout is None else timeout)
+        await comm.send({"op": "register-client",
+                         "client": client_id or f"client-{uuid.uuid4().hex[:12]}"})
         reply, _ = await comm.recv()
         if reply.get("op") != "registered":
             await comm.close()
@@ -125,18 +132,21 @@ class Client:
         self._comm = comm
         self._stream = BatchedStream(comm, self.config.batch_interval)
         self._stream.start()
-        self._receiver = asyncio.get_running_loop().create_task(self._receive())
+        if self._receiver is None or self._receiver.done():
+            self._receiver = asyncio.get_running_loop().create_task(self._receive())
         return reply["client"]
 
     async def _receive(self) -> None:
         try:
             while True:
-                msg, _ = await self._comm.recv()
+                try:
+                    msg, _ = await self._comm.recv()
+                except CommClosedError:
+                    if self.status != "running" or not await self._reconnect():
+                        return
+                    continue
                 for sub in unbatch(msg):
                     self._handle(sub)
-        except CommClosedError:
-            if self.status == "running":
-                logger.error("lost the connection to the scheduler at %s", self.scheduler_address)
         finally:
             if self.status == "running":
                 self.status = "disconnected"
@@ -147,6 +157,64 @@ class Client:
             for reply in self._replies.values():
                 if not reply.done():
                     reply.set_exception(CommClosedError("scheduler connection closed"))
+
+    async def _reconnect(self) -> bool:
+        """The scheduler went away: connect again when it is back (same address), let its
+        workers re-register what they kept, and resubmit what our futures need, so only lost
+        results are computed again."""
+        timeout = self.config.scheduler_reconnect_timeout
+        logger.warning("lost the scheduler at %s; reconnecting for up to %.0f s",
+                       self.scheduler_address, timeout)
+        self.status = "reconnecting"
+        self._connected.clear()
+        await self._stream.close()
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(CommClosedError("scheduler connection closed"))
+        try:
+            await self._connect(self.id, timeout)
+            await self._settle()
+        except Exception as exc:  # noqa: BLE001 - any failure: the futures are lost
+            logger.error("could not reconnect to %s: %s", self.scheduler_address, exc)
+            self.status = "running"  # lets _receive's cleanup mark the futures lost
+            self._connected.set()
+            return False
+        with self._refs_lock:
+            keys = list(self._states)
+            tasks: dict[str, dict[str, Any]] = {}
+            for key in keys:
+                tasks.update(self._lineage.get(key, {}))
+        self._stream.send({"op": "update-graph", "tasks": tasks, "keys": keys})
+        self.status = "running"
+        self._connected.set()
+        logger.info("reconnected to %s; resubmitted %d tasks for %d futures",
+                    self.scheduler_address, len(tasks), len(keys))
+        return True
+
+    async def _info_inline(self) -> dict[str, Any]:
+        """Ask the scheduler for ``info`` from inside the receiving task (which therefore reads
+        the reply itself, handling whatever else arrives first)."""
+        request_id = next(self._reply_ids)
+        self._stream.send({"op": "info", "id": request_id})
+        while True:
+            msg, _ = await self._comm.recv()
+            for sub in unbatch(msg):
+                if sub.get("op") == "reply" and sub.get("id") == request_id:
+                    return sub["result"]
+                self._handle(sub)
+
+    async def _settle(self, quiet: float = 0.5, limit: float = 5.0) -> None:
+        """Wait until workers stop joining a restarted scheduler (or ``limit`` passes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        count, stable_since = -1, loop.time()
+        while loop.time() < deadline:
+            now = len((await self._info_inline())["workers"])
+            if now != count or now == 0:
+                count, stable_since = now, loop.time()
+            elif loop.time() - stable_since >= quiet:
+                return
+            await asyncio.sleep(0.1)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")
@@ -200,10 +268,19 @@ class Client:
         return await asyncio.wait_for(reply, self.timeout)
 
     def _sync(self, coro, timeout: float | None = None):
-        if self.status != "running":
+        if self.status not in ("running", "reconnecting"):
             coro.close()
             raise DistmlError(f"client is {self.status}")
         return self._loop.run(coro, timeout)
+
+    def _wait_connected(self) -> None:
+        """Hold new submissions while reconnecting, so they reach the new scheduler after the
+        resubmitted graphs they may depend on."""
+        if self.status == "reconnecting" and not self._connected.wait(
+                self.config.scheduler_reconnect_timeout + 10):
+            raise DistmlError("the scheduler did not come back")
+        if self.status != "running":
+            raise DistmlError(f"client is {self.status}")
 
     # ------------------------------------------------------------------ references
     def _acquire(self, key: str) -> FutureState:
@@ -222,6 +299,7 @@ class Client:
                 return
             self._refcounts.pop(key, None)
             self._states.pop(key, None)
+            self._lineage.pop(key, None)
         if self.status != "running":
             return
         # Dropping 10,000 futures makes one message, not 10,000.
@@ -288,9 +366,11 @@ class Client:
         return self._submit_tasks(tasks, keys)
 
     def _submit_tasks(self, tasks: dict[str, dict[str, Any]], keys: list[str]) -> list[Future]:
-        if self.status != "running":
-            raise DistmlError(f"client is {self.status}")
+        self._wait_connected()
         futures = [Future(k, self) for k in keys]
+        with self._refs_lock:
+            for key in keys:  # kept to resubmit if the scheduler restarts
+                self._lineage[key] = tasks
         self._send({"op": "update-graph", "tasks": tasks, "keys": keys})
         return futures
 

@@ -357,10 +357,14 @@ class Scheduler:
     async def _housekeeping(self) -> None:
         """Work stealing and lost-worker detection; the only place that looks at the clock."""
         tick = 0.1
+        next_sweep = time.monotonic() + self.config.unclaimed_timeout / 2
         while not self._closed.is_set():
             await asyncio.sleep(tick)
             self._received = time.time()
             self._apply(self.state.balance)
+            if time.monotonic() > next_sweep:
+                next_sweep = time.monotonic() + self.config.unclaimed_timeout / 2
+                self._apply(self.state.sweep_unclaimed)
             deadline = time.monotonic() - self.config.worker_ttl
             for address, seen in list(self._last_seen.items()):
                 if seen < deadline:

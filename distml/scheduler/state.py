@@ -143,6 +143,9 @@ class SchedulerState:
         self._queue: list[tuple[tuple, int, TaskState]] = []
         self._queue_counter = itertools.count()
         self._generation = 0
+        #: key -> {worker: nbytes} for results workers hold that no task here names yet.
+        self.unclaimed: dict[str, dict[str, int]] = {}
+        self._unclaimed_marked: set[str] = set()
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
@@ -237,6 +240,9 @@ class SchedulerState:
         wanted = []
         for key in keys:
             ts = self.tasks.get(key)
+            if ts is None and key in self.unclaimed:  # scattered data, declared by a worker
+                ts = self.tasks[key] = TaskState(key, None, key_prefix(key), (0, 0))
+                self._claim(ts)
             if ts is None:
                 self._send(client_id, {"op": "key-erred", "key": key, "exception": None,
                                        "traceback": None, "erred_key": key,
@@ -246,11 +252,13 @@ class SchedulerState:
             cs.wants.add(ts)
             self._report_to(cs, ts)  # already finished (or failed) before this graph came
             wanted.append(ts)
+        claimed = [ts for ts, _ in new if ts.key in self.unclaimed and self._claim(ts)]
         for ts, dep_key in missing:
             self._set_erred(ts, None, None, f"dependency {dep_key!r} of {ts.key!r} is not known "
                             "to the scheduler (was its future released?)", ts.key, "graph")
         for ts in wanted:
             self._ensure_computing(ts)
+        self._check_needed(claimed)
         for ts, _ in new:  # tasks sent but not wanted, nor needed by wanted ones
             if ts.key in self.tasks and ts.state == RELEASED and not self._needed(ts):
                 self._check_needed([ts])
@@ -341,17 +349,25 @@ class SchedulerState:
         stale = []
         for key, size in (keys or {}).items():
             ts = self.tasks.get(key)
-            if ts is None or ts.state not in (MEMORY, RELEASED, WAITING, QUEUED):
+            if ts is None:
+                # after a scheduler restart: kept until a client resubmits the key, or freed
+                self.unclaimed.setdefault(key, {})[address] = size
+            elif ts.state == ERRED:
                 stale.append(key)
-                continue
-            ts.nbytes = size
-            if ts.state != MEMORY:
-                self._take_off_queue(ts)
-                self._transition(ts, MEMORY)
-                self._release_dependents_of(ts)
-            self._add_replica(ts, ws)
+            else:
+                self._arrived(ts, ws, size)
         if stale:
             self._send(address, {"op": "free", "keys": stale})
+        return self._flush()
+
+    def sweep_unclaimed(self, stimulus_id: str = "") -> Outbox:
+        """Free results that workers declared but no client claimed since the previous sweep.
+        Called periodically by the I/O layer, every ``unclaimed_timeout / 2`` seconds."""
+        for key in self._unclaimed_marked & set(self.unclaimed):
+            for address in self.unclaimed.pop(key):
+                if address in self.workers:
+                    self._send(address, {"op": "free", "keys": [key]})
+        self._unclaimed_marked = set(self.unclaimed)
         return self._flush()
 
     def remove_worker(self, address: str, reason: str = "", stimulus_id: str = "") -> Outbox:
@@ -360,6 +376,8 @@ class SchedulerState:
         ws = self.workers.pop(address, None)
         if ws is None:
             return self._flush()
+        for holders in self.unclaimed.values():
+            holders.pop(address, None)
         lost = []
         for ts in ws.has_what:
             ts.who_has.discard(ws)
@@ -409,17 +427,7 @@ class SchedulerState:
         old = self.durations.get(ts.prefix)
         measured = duration + TASK_OVERHEAD
         self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
-        self._stop_processing(ts)
-        self._transition(ts, MEMORY)
-        ts.nbytes = nbytes
-        self._add_replica(ts, ws)
-        for cs in ts.who_wants:
-            self._report_to(cs, ts, value)
-        self._release_dependents_of(ts)
-        done_with = [dts for dts in ts.dependencies if ts in dts.waiters]
-        for dts in done_with:
-            dts.waiters.discard(ts)
-        self._check_needed(done_with + [ts])
+        self._arrived(ts, ws, nbytes, value)
         return self._flush()
 
     def task_started(self, worker: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
@@ -685,6 +693,37 @@ class SchedulerState:
             ts.who_has.add(ws)
             ws.has_what.add(ts)
             ws.nbytes += ts.nbytes
+
+    def _arrived(self, ts: TaskState, ws: WorkerState, nbytes: int,
+                 value: bytes | None = None, check: bool = True) -> None:
+        """``ws`` holds ``ts``'s result (it computed it, or declared it on joining).
+        ``check=False`` keeps it even if nothing needs it yet (the caller checks later)."""
+        if ts.state == MEMORY:
+            self._add_replica(ts, ws)
+            return
+        if ts.state == PROCESSING:
+            if ts.processing_on is not ws:  # computed elsewhere meanwhile: stop this run
+                self._send(ts.processing_on.address, {"op": "free", "keys": [ts.key]})
+            self._stop_processing(ts)
+        ts.waiting_on.clear()
+        self._transition(ts, MEMORY)
+        ts.nbytes = nbytes
+        self._add_replica(ts, ws)
+        for cs in ts.who_wants:
+            self._report_to(cs, ts, value)
+        self._release_dependents_of(ts)
+        done_with = [dts for dts in ts.dependencies if ts in dts.waiters]
+        for dts in done_with:
+            dts.waiters.discard(ts)
+        self._check_needed(done_with + [ts] if check else done_with)
+
+    def _claim(self, ts: TaskState) -> bool:
+        """A task whose result a rejoined worker declared: it is in memory already."""
+        holders = self.unclaimed.pop(ts.key, {})
+        alive = [(self.workers[a], n) for a, n in holders.items() if a in self.workers]
+        for ws, nbytes in alive:
+            self._arrived(ts, ws, nbytes, check=False)
+        return bool(alive)
 
     def _release_dependents_of(self, ts: TaskState) -> None:
         """``ts`` is in memory: dependents waiting only on it become ready."""

@@ -97,7 +97,18 @@ class Worker:
         self.state = WorkerStateMachine(self.nthreads, self.address, prefetch=self.nthreads)
         self.runner = TaskRunner(self.nthreads, self._loop, self._runner_events,
                                  self.config.inline_result_bytes)
-        comm = await connect(self.scheduler_address, self.config)
+        await self._register(self.config.connect_timeout)
+        self._spawn(self._scheduler_loop())
+        self._spawn(self._heartbeat())
+        if self.memory_limit:
+            self._spawn(self._monitor_memory())
+        logger.info("worker %s registered with %s", self.address, self.scheduler_address)
+        return self
+
+    async def _register(self, timeout: float) -> None:
+        """Connect to the scheduler and register, declaring the results held here (after a
+        scheduler restart these are re-registered instead of recomputed)."""
+        comm = await connect(self.scheduler_address, self.config, timeout=timeout)
         await comm.send({"op": "register-worker", "address": self.address,
                          "nthreads": self.nthreads, "memory_limit": self.memory_limit,
                          "name": self.name or self.address, "pid": os.getpid(),
@@ -110,12 +121,23 @@ class Worker:
         self._scheduler_comm = comm
         self.stream = BatchedStream(comm, self.config.batch_interval)
         self.stream.start()
-        self._spawn(self._scheduler_loop())
-        self._spawn(self._heartbeat())
-        if self.memory_limit:
-            self._spawn(self._monitor_memory())
-        logger.info("worker %s registered with %s", self.address, self.scheduler_address)
-        return self
+
+    async def _reconnect(self) -> bool:
+        """The scheduler went away: keep the data, drop the work, and register again when it
+        is back (within ``scheduler_reconnect_timeout``)."""
+        logger.warning("lost the scheduler at %s; reconnecting for up to %.0f s",
+                       self.scheduler_address, self.config.scheduler_reconnect_timeout)
+        await self.stream.close()
+        self.payloads.clear()
+        self._carry_out(self.state.forget_work())
+        try:
+            await self._register(self.config.scheduler_reconnect_timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure here ends the worker
+            logger.error("could not reconnect to the scheduler: %s", exc)
+            return False
+        logger.info("reconnected to %s with %d results", self.scheduler_address,
+                    len(self.state.in_memory))
+        return True
 
     async def close(self) -> None:
         if self._closed.is_set():
@@ -146,12 +168,14 @@ class Worker:
     async def _scheduler_loop(self) -> None:
         try:
             while True:
-                msg, _ = await self._scheduler_comm.recv()
+                try:
+                    msg, _ = await self._scheduler_comm.recv()
+                except CommClosedError:
+                    if self._closed.is_set() or not await self._reconnect():
+                        return
+                    continue
                 for sub in unbatch(msg):
                     self._scheduler_message(sub)
-        except CommClosedError:
-            if not self._closed.is_set():
-                logger.warning("lost the scheduler at %s; shutting down", self.scheduler_address)
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
             logger.error("bad message from the scheduler (%s); shutting down", exc)
         finally:

@@ -141,6 +141,19 @@ class WorkerStateMachine:
             self._drop_task(task)
         return [SendToScheduler({"op": "steal-response", "key": key, "ok": ok})]
 
+    def forget_work(self) -> list[Instruction]:
+        """The scheduler is gone and with it every assignment: drop queued work and fetches,
+        keep the results (running tasks finish, but their results are not kept)."""
+        for task in self.tasks.values():
+            if task.state == EXECUTING:
+                task.state = CANCELLED
+        self.tasks = {k: t for k, t in self.tasks.items() if t.state == CANCELLED}
+        self._ready.clear()
+        self._holders.clear()
+        self._tried.clear()
+        self._needed_by.clear()
+        return []
+
     def set_paused(self, paused: bool) -> list[Instruction]:
         self.paused = paused
         return self._start_executions()
