@@ -37,6 +37,17 @@ def _secret(args: argparse.Namespace, create: bool) -> str:
     return secret
 
 
+def _tls(args: argparse.Namespace) -> dict[str, str]:
+    return {name: getattr(args, name) for name in ("tls_cert", "tls_key", "tls_ca_file")
+            if getattr(args, name)}
+
+
+def _add_tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="this host's certificate (PEM); serves tls://")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-ca-file", help="CA that peers' certificates must chain to")
+
+
 async def _serve(server_factory) -> None:
     server = await server_factory()
     loop = asyncio.get_running_loop()
@@ -48,8 +59,8 @@ async def _serve(server_factory) -> None:
 def _scheduler(args: argparse.Namespace) -> None:
     from distml.scheduler.server import Scheduler
 
-    config = Config.load(secret=_secret(args, create=True), host=args.host)
-    address = f"tcp://{args.host}:{args.port}"
+    config = Config.load(secret=_secret(args, create=True), host=args.host, **_tls(args))
+    address = f"{config.scheme}://{args.host}:{args.port}"
 
     async def make() -> Scheduler:
         scheduler = await Scheduler(address, config).start()
@@ -62,7 +73,7 @@ def _scheduler(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from distml.cluster import parse_memory
 
-    config = Config.load(secret=_secret(args, create=False), host=args.host)
+    config = Config.load(secret=_secret(args, create=False), host=args.host, **_tls(args))
     nthreads = args.nthreads or os.cpu_count() or 1
     memory_limit = parse_memory(args.memory_limit)
     if args.no_nanny:
@@ -102,6 +113,8 @@ async def _start_nanny(args, config, nthreads, memory_limit):
                    "--host", args.host]
     if args.name:
         worker_args += ["--name", args.name]
+    for name, value in _tls(args).items():
+        worker_args += [f"--{name.replace('_', '-')}", value]
     supervisor = WorkerSupervisor(args.address, config, worker_args, memory_limit=memory_limit)
     address = await supervisor.start()
     print(f"{ADDRESS_LINE}{address}", flush=True)
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                        help="interface to listen on (default loopback)")
     sched.add_argument("--port", type=int, default=8786)
     sched.add_argument("--secret-file")
+    _add_tls_options(sched)
     sched.set_defaults(run=_scheduler)
 
     work = sub.add_parser("worker", help="run a worker for the scheduler at ADDRESS")
@@ -128,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     work.add_argument("--host", default=os.environ.get("DISTML_HOST", "127.0.0.1"),
                       help="interface to listen on for peers (default loopback)")
     work.add_argument("--secret-file")
+    _add_tls_options(work)
     work.add_argument("--no-nanny", action="store_true",
                       help="run the worker in this process, without a supervisor that restarts it")
     work.set_defaults(run=_worker)

@@ -79,7 +79,8 @@ class LocalCluster:
                     self.n_workers, self.start_seconds)
 
     async def _start_scheduler(self) -> Scheduler:
-        return await Scheduler(f"tcp://{self.config.host}:0", self.config).start()
+        address = f"{self.config.scheme}://{self.config.host}:0"
+        return await Scheduler(address, self.config).start()
 
     @property
     def scheduler_address(self) -> str:
@@ -91,6 +92,9 @@ class LocalCluster:
         paths = [p or os.getcwd() for p in sys.path]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
         env.setdefault("DISTML_LOG_LEVEL", "WARNING")  # local workers speak up on trouble only
+        for name in ("tls_cert", "tls_key", "tls_ca_file"):
+            if getattr(self.config, name):
+                env[f"DISTML_{name.upper()}"] = getattr(self.config, name)
         memory_limit = options.get("memory_limit", self.memory_limit)
         args = ["--nthreads", str(options.get("nthreads", self.threads_per_worker)),
                 "--memory-limit", str(memory_limit),

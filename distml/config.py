@@ -79,9 +79,33 @@ class Config:
     transition_log_length: int = 100_000
     #: How many times a task may be on a worker that dies before it is failed.
     allowed_failures: int = 3
-    #: Optional TLS contexts (server side and client side).
+    #: TLS (``tls://`` addresses): this peer's certificate and key (PEM files), and the CA file
+    #: that peers' certificates must chain to. With all three, both sides are verified.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca_file: str | None = None
+    #: TLS contexts, built from the files above unless given directly.
     ssl_server: ssl.SSLContext | None = field(default=None, repr=False)
     ssl_client: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ssl_server is None and self.tls_cert and self.tls_key:
+            server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server.load_cert_chain(self.tls_cert, self.tls_key)
+            if self.tls_ca_file:
+                server.load_verify_locations(self.tls_ca_file)
+                server.verify_mode = ssl.CERT_REQUIRED
+            self.ssl_server = server
+        if self.ssl_client is None and self.tls_ca_file:
+            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca_file)
+            if self.tls_cert and self.tls_key:
+                client.load_cert_chain(self.tls_cert, self.tls_key)
+            self.ssl_client = client
+
+    @property
+    def scheme(self) -> str:
+        """``tls`` when this configuration can serve TLS, else ``tcp``."""
+        return "tls" if self.ssl_server is not None else "tcp"
 
     @classmethod
     def load(cls, **overrides: Any) -> "Config":

@@ -163,3 +163,21 @@ def test_scheduler_killed_and_restarted_mid_computation(tmp_path):
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs openssl")
+def test_tls_end_to_end_with_user_certificates(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    config = Config.load(tls_cert=str(cert), tls_key=str(key), tls_ca_file=str(cert))
+    with LocalCluster(n_workers=2, config=config) as cluster, Client(cluster) as client:
+        assert cluster.scheduler_address.startswith("tls://")
+        assert all(w.startswith("tls://") for w in cluster.workers)
+        futures = client.map(inc, range(20))
+        assert client.submit(sum, futures).result() == sum(range(1, 21))  # peer transfer too
+        plain = Config.load(secret=cluster.config.secret, connect_timeout=1)
+        with pytest.raises(Exception):  # no TLS context: refused, never reaches the handshake
+            Client(cluster.scheduler_address.replace("tls://", "tcp://"), config=plain,
+                   timeout=1)
