@@ -30,6 +30,22 @@ def slow_inc(x, delay=0.05):
     return x + 1
 
 
+def _stop(procs):
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _cli_env(tmp_path):
+    """A secret file, and an environment in which `python -m distml` finds this checkout."""
+    secret_file, env = _cli_env(tmp_path)
+    return secret_file, env
+
+
 def _start(args, env):
     return subprocess.Popen([sys.executable, "-m", "distml", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -37,10 +53,7 @@ def _start(args, env):
 
 @pytest.fixture
 def cli_cluster(tmp_path):
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
-    env.pop("DISTML_SECRET", None)
+    secret_file, env = _cli_env(tmp_path)
     scheduler = _start(["scheduler", "--port", "0", "--secret-file", str(secret_file)], env)
     procs = [scheduler]
     try:
@@ -52,13 +65,7 @@ def cli_cluster(tmp_path):
                                  "--secret-file", str(secret_file)], env))
         yield address, procs
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
 
 
 def test_cli_cluster_behaves_like_a_local_one(cli_cluster):
@@ -131,10 +138,7 @@ def _free_port() -> int:
 def test_scheduler_killed_and_restarted_mid_computation(tmp_path):
     """Workers keep their results and re-register them; the client reconnects and resubmits;
     the result equals the undisturbed one."""
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
-    env.pop("DISTML_SECRET", None)
+    secret_file, env = _cli_env(tmp_path)
     port = _free_port()
     scheduler_args = ["scheduler", "--port", str(port), "--secret-file", str(secret_file)]
     procs = [_start(scheduler_args, env)]
@@ -156,13 +160,7 @@ def test_scheduler_killed_and_restarted_mid_computation(tmp_path):
             assert total.result(timeout=60) == sum(range(1, 61))
             assert client.gather(futures) == list(range(1, 61))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
 
 
 @pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs openssl")
