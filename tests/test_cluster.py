@@ -42,7 +42,10 @@ def _stop(procs):
 
 def _cli_env(tmp_path):
     """A secret file, and an environment in which `python -m distml` finds this checkout."""
-    secret_file, env = _cli_env(tmp_path)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    env.pop("DISTML_SECRET", None)
     return secret_file, env
 
 
