@@ -63,6 +63,27 @@ def check_message(msg: dict[str, Any], ops: dict[str, tuple[tuple[str, Any], ...
     return op
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _check_registration(header: dict[str, Any]) -> tuple[str, int, int, dict[str, int]]:
+    """The fields of a ``register-worker`` message, checked before anything is recorded."""
+    address, nthreads = header.get("address"), header.get("nthreads")
+    memory_limit = header.get("memory_limit") or 0
+    keys = header.get("keys") or {}
+    if not isinstance(address, str) or not address:
+        raise ProtocolError("register-worker needs an 'address' string")
+    if not _is_count(nthreads) or nthreads < 1:
+        raise ProtocolError("register-worker needs a positive integer 'nthreads'")
+    if not _is_count(memory_limit):
+        raise ProtocolError("register-worker: 'memory_limit' must be a non-negative integer")
+    if not isinstance(keys, dict) or not all(
+            isinstance(k, str) and _is_count(n) for k, n in keys.items()):
+        raise ProtocolError("register-worker: 'keys' must map key strings to byte counts")
+    return address, nthreads, memory_limit, keys
+
+
 def _check_graph_tasks(tasks: dict[str, Any]) -> None:
     for key, spec in tasks.items():
         if not isinstance(key, str) or not isinstance(spec, dict):
@@ -160,16 +181,13 @@ class Scheduler:
             await comm.close()
 
     async def _serve_worker(self, comm: Comm, header: dict[str, Any]) -> None:
-        address = header.get("address")
-        nthreads = header.get("nthreads")
-        keys = header.get("keys") or {}
-        if not isinstance(address, str) or not isinstance(nthreads, int) or not isinstance(keys,
-                                                                                         dict):
-            await comm.send({"op": "error", "message": "register-worker needs address, nthreads"})
-            await comm.close()
-            return
-        if address in self.streams:
-            await comm.send({"op": "error", "message": f"worker {address} already registered"})
+        try:
+            address, nthreads, memory_limit, keys = _check_registration(header)
+            if address in self.streams:
+                raise ProtocolError(f"worker {address} already registered")
+        except ProtocolError as exc:
+            logger.warning("refused worker registration from %s: %s", comm.peer_address, exc)
+            await comm.send({"op": "error", "message": str(exc)})
             await comm.close()
             return
         stream = BatchedStream(comm, self.config.batch_interval)
@@ -178,15 +196,15 @@ class Scheduler:
         self._last_seen[address] = time.monotonic()
         if header.get("nanny"):
             self._supervised.add(address)
-        await comm.send({"op": "registered", "scheduler": self.address})
-        stream.start()
-        self._received = time.time()
-        self._apply(self.state.add_worker, address, nthreads, int(header.get("memory_limit") or 0),
-                    str(header.get("name") or address), keys)
-        self._worker_joined.set()
-        logger.info("worker %s joined (%d threads)", address, nthreads)
         reason = "connection closed"
         try:
+            await comm.send({"op": "registered", "scheduler": self.address})
+            stream.start()
+            self._received = time.time()
+            self._apply(self.state.add_worker, address, nthreads, memory_limit,
+                        str(header.get("name") or address), keys)
+            self._worker_joined.set()
+            logger.info("worker %s joined (%d threads)", address, nthreads)
             while True:
                 msg, _ = await comm.recv()
                 self._received = time.time()
