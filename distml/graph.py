@@ -456,19 +456,19 @@ def order(deps: Mapping[str, frozenset[str]]) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------
 
 
-def _flatten_keys(keys: Any, out: list[Hashable]) -> None:
+def flatten_keys(keys: Any, out: list[Hashable]) -> None:
     """Append the keys of a (nested) list of keys to ``out``."""
     if type(keys) is list:
         for k in keys:
-            _flatten_keys(k, out)
+            flatten_keys(k, out)
     else:
         out.append(keys)
 
 
-def _pack(keys: Any, results: Mapping[str, Any]) -> Any:
+def pack_results(keys: Any, results: Mapping[str, Any]) -> Any:
     """Arrange results in the (nested) list shape of ``keys``."""
     if type(keys) is list:
-        return [_pack(k, results) for k in keys]
+        return [pack_results(k, results) for k in keys]
     return results[wire_key(keys)]
 
 
@@ -479,7 +479,7 @@ def get_sync(dsk: Mapping, keys: Any) -> Any:
     tasks needed are run, in :func:`order`, and intermediates are dropped once unused.
     """
     flat: list[Hashable] = []
-    _flatten_keys(keys, flat)
+    flatten_keys(keys, flat)
     wanted = {wire_key(k) for k in flat}
     graph = normalize_graph(dsk)
     for w in sorted(wanted):
@@ -501,4 +501,4 @@ def get_sync(dsk: Mapping, keys: Any) -> Any:
             waiting[d] -= 1
             if waiting[d] == 0 and d not in wanted:
                 del data[d]
-    return _pack(keys, data)
+    return pack_results(keys, data)

@@ -9,23 +9,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from distml.errors import GraphError
-from distml.graph import check_graph, cull, execute_task, normalize_graph, order, wire_key
+from distml.graph import (check_graph, cull, execute_task, flatten_keys, normalize_graph,
+                          order, pack_results, wire_key)
 
 __all__ = ["get_threaded"]
-
-
-def _flatten(keys: Any, out: list[Hashable]) -> None:
-    if type(keys) is list:
-        for k in keys:
-            _flatten(k, out)
-    else:
-        out.append(keys)
-
-
-def _pack(keys: Any, results: Mapping[str, Any]) -> Any:
-    if type(keys) is list:
-        return [_pack(k, results) for k in keys]
-    return results[wire_key(keys)]
 
 
 def get_threaded(dsk: Mapping, keys: Any, num_workers: int | None = None) -> Any:
@@ -36,7 +23,7 @@ def get_threaded(dsk: Mapping, keys: Any, num_workers: int | None = None) -> Any
     task exception is raised after the running tasks finish.
     """
     flat: list[Hashable] = []
-    _flatten(keys, flat)
+    flatten_keys(keys, flat)
     wanted = {wire_key(k) for k in flat}
     graph = normalize_graph(dsk)
     missing = sorted(w for w in wanted if w not in graph)
@@ -86,4 +73,4 @@ def get_threaded(dsk: Mapping, keys: Any, num_workers: int | None = None) -> Any
                 break
     if error is not None:
         raise error
-    return _pack(keys, data)
+    return pack_results(keys, data)

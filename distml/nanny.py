@@ -29,6 +29,21 @@ MAX_QUICK_DEATHS = 3
 QUICK = 2.0
 
 
+def worker_process_environment(args: list[str]) -> dict[str, str]:
+    """Settings a worker process needs that must be in place before Python starts.
+
+    - numpy's BLAS gets as many threads as the worker has task threads: otherwise every task
+      thread's matrix product starts a thread per core, and on a small machine they fight.
+    - glibc returns freed large buffers to the system at once (a fixed mmap threshold), so
+      spilling a result lowers resident memory instead of leaving it in the heap.
+    """
+    nthreads = args[args.index("--nthreads") + 1] if "--nthreads" in args else "1"
+    env = {name: nthreads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                       "MKL_NUM_THREADS")}
+    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    return env
+
+
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -49,6 +64,8 @@ class WorkerSupervisor:
         self.memory_limit = memory_limit
         self.restart = restart
         self.env = dict(env or os.environ, DISTML_SECRET=config.secret or "", DISTML_NANNY="1")
+        for name, value in worker_process_environment(args).items():
+            self.env.setdefault(name, value)
         self.process: asyncio.subprocess.Process | None = None
         self.address: str | None = None
         self.restarts = 0

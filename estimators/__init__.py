@@ -1,3 +1,8 @@
 """distml.estimators: scikit-learn compatible estimators that train on chunked data on the
-cluster. Shipped from the top-level ``estimators/`` folder through setuptools' package-dir
-mapping."""
+cluster (shipped from the top-level ``estimators/`` folder through setuptools' package-dir
+mapping).
+
+Submodules: ``linear_model`` (LogisticRegression, LinearRegression, Ridge; partitioned SGD),
+``preprocessing`` (StandardScaler, MinMaxScaler), ``metrics``, ``model_selection``
+(train_test_split), ``wrappers`` (Incremental, ParallelPostFit).
+"""

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from distml import Client, LocalCluster
+from distml import Client, LocalCluster, default_client
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,17 @@ def client(cluster):
         gc.collect()
     wait_until(lambda: not cluster.scheduler.state.tasks, timeout=10,
                what=lambda: f"keys left on the cluster: {list(cluster.scheduler.state.tasks)[:5]}")
+
+
+@pytest.fixture(scope="module", params=["threaded", "cluster"])
+def backend(request):
+    """Run each test of a module in-process (no client) and on a 2-worker cluster."""
+    if request.param == "threaded":
+        assert default_client() is None
+        yield None
+    else:
+        with Client(n_workers=2, threads_per_worker=1) as c:
+            yield c
 
 
 def wait_until(predicate, timeout: float = 10.0, what=lambda: "condition") -> None:

@@ -6,19 +6,7 @@ import numpy as np
 import pytest
 
 import distml.array as da
-from distml import Client, default_client
 from distml.client.future import Future
-
-
-@pytest.fixture(scope="module", params=["threaded", "cluster"])
-def backend(request):
-    """Run each test in-process (no client) and on a 2-worker cluster."""
-    if request.param == "threaded":
-        assert default_client() is None
-        yield None
-    else:
-        with Client(n_workers=2, threads_per_worker=1) as c:
-            yield c
 
 
 @pytest.fixture

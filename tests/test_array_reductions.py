@@ -8,17 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import distml.array as da
-from distml import Client, default_client
-
-
-@pytest.fixture(scope="module", params=["threaded", "cluster"])
-def backend(request):
-    if request.param == "threaded":
-        assert default_client() is None
-        yield None
-    else:
-        with Client(n_workers=2, threads_per_worker=1) as c:
-            yield c
 
 
 @pytest.fixture

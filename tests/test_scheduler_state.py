@@ -130,7 +130,7 @@ def test_lost_worker_reschedules_and_recomputes():
     s.task_finished(where["x"], "x", 8, 0.001)
     dead = where["x"]
     alive = B if dead == A else A
-    out = s.remove_worker(dead, "killed")
+    s.remove_worker(dead, "killed")
     assert dead not in s.workers
     ran = []
     while s.tasks["z"].state != MEMORY:

@@ -390,7 +390,9 @@ class Client:
         tasks = graph.normalize_graph(dsk, self._as_ref)
         for k in held:  # already on the cluster: referenced, not recomputed
             del tasks[k]
-        wanted = [graph.wire_key(k) for k in _flatten_keys(keys)]
+        flat: list = []
+        graph.flatten_keys(keys, flat)
+        wanted = [graph.wire_key(k) for k in flat]
         deps = {k: d for k, (_, d) in tasks.items()}
         external = held | {
             d for ds in deps.values() for d in ds if d not in deps}
@@ -674,12 +676,6 @@ _SKIPPED = _Skipped()
 
 def _finalize(finalize: Callable[[Any], Any], values: Any) -> Any:
     return finalize(values)
-
-
-def _flatten_keys(keys: Any) -> list:
-    if isinstance(keys, list):
-        return [k for sub in keys for k in _flatten_keys(sub)]
-    return [keys]
 
 
 def _flatten_futures(obj: Any) -> list[Future]:

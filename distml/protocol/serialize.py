@@ -20,7 +20,12 @@ Frame = bytes | bytearray | memoryview
 
 
 def dumps(obj: Any) -> list[Frame]:
-    """Pickle ``obj`` (protocol 5); functions from ``__main__`` or lambdas go by value."""
+    """Pickle ``obj`` (protocol 5) into ``[pickle stream, *out-of-band buffers]``.
+
+    The standard pickler is tried first (fast); lambdas, local functions and anything from
+    ``__main__`` go by value through cloudpickle, since the receiver cannot import them.
+    Raises ``SerializationError`` naming the object's type if neither can pickle it.
+    """
     buffers: list[pickle.PickleBuffer] = []
     try:
         stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
@@ -37,6 +42,7 @@ def dumps(obj: Any) -> list[Frame]:
 
 
 def _raw(buffer: pickle.PickleBuffer) -> memoryview:
+    """The buffer's bytes as they are in memory (no copy)."""
     try:
         return buffer.raw()
     except BufferError:  # not contiguous: one copy is unavoidable
@@ -44,13 +50,17 @@ def _raw(buffer: pickle.PickleBuffer) -> memoryview:
 
 
 def loads(frames: Sequence[Frame]) -> Any:
-    """Rebuild an object from ``dumps``'s frames."""
+    """Rebuild an object from ``dumps``'s frames; arrays use writable frames in place.
+
+    Unpickling runs arbitrary code: call this only on frames from an authenticated peer.
+    """
     if not frames:
         raise SerializationError("no frames to unpickle")
     return pickle.loads(frames[0], buffers=frames[1:])
 
 
 def nbytes(frames: Sequence[Frame]) -> int:
+    """Total size of ``frames`` in bytes."""
     return sum(memoryview(f).nbytes for f in frames)
 
 

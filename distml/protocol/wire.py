@@ -1,47 +1,99 @@
 """Message framing: a msgpack header (data only, never pickle) plus raw frames.
 
 On the wire a message is ``u32 nframes``, then ``u64`` lengths for the header and each frame, then
-the header and the frames. Counts and lengths are checked against limits before any memory is
-allocated, so a peer cannot make us reserve more than the limits allow.
+the header and the frames, all little-endian. Counts and lengths are checked against limits before
+any memory is allocated, and the body is read in chunks of at most ``CHUNK_BYTES`` (or one frame,
+if bigger), so a peer cannot make us reserve much more memory than it has actually sent.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import msgpack
 from tornado.iostream import IOStream, StreamClosedError
 
 from distml.errors import CommClosedError, ProtocolError
 
-_COUNT = struct.Struct("<I")
+if TYPE_CHECKING:
+    from distml.config import Config
+
+Frame = bytes | bytearray | memoryview
+
+#: Frame count and header length, read together so that a header-only message costs two reads.
+_PREFIX = struct.Struct("<IQ")
+_LENGTH = struct.Struct("<Q")
+
+#: Consecutive small frames are read into one buffer of up to this size (one ``read_into``).
+CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What one incoming message may contain; checked before any allocation."""
+
     max_header_bytes: int
     max_frame_bytes: int
     max_frames: int
+
+    @classmethod
+    def from_config(cls, config: "Config") -> "Limits":
+        return cls(config.max_header_bytes, config.max_frame_bytes, config.max_frames)
+
+    @property
+    def stream_buffer_bytes(self) -> int:
+        """The ``max_buffer_size`` a tornado stream needs to read any message within these
+        limits: tornado refuses a single read larger than its buffer, even into our own."""
+        largest_read = max(CHUNK_BYTES, self.max_header_bytes, self.max_frame_bytes,
+                           _LENGTH.size * self.max_frames)
+        return largest_read + 2**20  # tornado may read one socket chunk past the request
 
 
 #: What an unauthenticated peer may send: one small header, no frames.
 PREAUTH_LIMITS = Limits(max_header_bytes=4096, max_frame_bytes=0, max_frames=0)
 
 
-def encode(header: dict[str, Any], frames: Sequence[Any] = ()) -> list[Any]:
-    """The buffers to write for one message; frames are passed through uncopied."""
-    packed = msgpack.packb(header, use_bin_type=True)
-    lengths = [len(packed)] + [memoryview(f).nbytes for f in frames]
-    prefix = _COUNT.pack(len(frames)) + struct.pack(f"<{len(lengths)}Q", *lengths)
-    return [prefix + packed, *frames]
-
-
-def decode_header(data: Any) -> dict[str, Any]:
+def _byte_view(frame: Any) -> Frame:
+    """``frame`` as a flat byte buffer, without copying (tornado slices by length)."""
+    if isinstance(frame, (bytes, bytearray)):
+        return frame
+    view = memoryview(frame)
+    if view.ndim == 1 and view.format == "B":
+        return frame if isinstance(frame, memoryview) else view
     try:
-        # the header's length was checked against the limits before it was read
-        header = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+        return view.cast("B")
+    except TypeError:
+        raise ProtocolError(f"frame of shape {view.shape} is not contiguous; send a copy") from None
+
+
+def encode(header: dict[str, Any], frames: Sequence[Any] = ()) -> list[Frame]:
+    """The buffers to write for one message: prefix and header in one ``bytes``, then the
+    frames as they are (uncopied). Raises ``ProtocolError`` if the header is not msgpack data."""
+    try:
+        packed = msgpack.packb(header, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"cannot encode header of message {header.get('op')!r}: "
+                            f"{exc}") from None
+    views = [_byte_view(f) for f in frames]
+    lengths = [memoryview(v).nbytes for v in views]
+    prefix = _PREFIX.pack(len(views), len(packed)) + struct.pack(f"<{len(lengths)}Q", *lengths)
+    return [prefix + packed, *views]
+
+
+def _reject_ext(code: int, data: bytes) -> None:
+    raise ProtocolError(f"message header contains msgpack extension type {code}")
+
+
+def decode_header(data: Frame) -> dict[str, Any]:
+    """Decode and check a msgpack header: a map with a str ``"op"``."""
+    try:
+        # msgpack bounds every string, list and map by len(data), itself checked by the limits
+        header = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False,
+                                 ext_hook=_reject_ext)
+    except ProtocolError:
+        raise
     except Exception as exc:  # noqa: BLE001 - msgpack raises several types for bad input
         raise ProtocolError(f"malformed message header: {type(exc).__name__}: {exc}") from None
     if not isinstance(header, dict):
@@ -51,48 +103,74 @@ def decode_header(data: Any) -> dict[str, Any]:
     return header
 
 
-async def read_message(stream: IOStream, limits: Limits) -> tuple[dict[str, Any], list]:
-    """Read one message; ``ProtocolError`` for anything over the limits or malformed."""
+def _check_prefix(count: int, header_bytes: int, limits: Limits) -> None:
+    if count > limits.max_frames:
+        raise ProtocolError(f"message of {count} frames exceeds the limit of {limits.max_frames}")
+    if header_bytes > limits.max_header_bytes:
+        raise ProtocolError(f"header of {header_bytes} bytes exceeds the limit of "
+                            f"{limits.max_header_bytes}")
+
+
+def _check_frames(frame_lengths: Sequence[int], limits: Limits) -> None:
+    for length in frame_lengths:
+        if length > limits.max_frame_bytes:
+            raise ProtocolError(f"frame of {length} bytes exceeds the limit of "
+                                f"{limits.max_frame_bytes}")
+
+
+def _chunks(lengths: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Split ``lengths`` into runs ``[start, stop)`` of at most ``CHUNK_BYTES`` each (a single
+    bigger item forms its own run)."""
+    start, size = 0, 0
+    for i, length in enumerate(lengths):
+        if i > start and size + length > CHUNK_BYTES:
+            yield start, i
+            start, size = i, 0
+        size += length
+    if start < len(lengths):
+        yield start, len(lengths)
+
+
+async def _read_body(stream: IOStream, lengths: Sequence[int]) -> list[memoryview]:
+    """Read consecutive parts of the given lengths as writable, zero-copy memoryviews."""
+    parts: list[memoryview] = []
+    for start, stop in _chunks(lengths):
+        buffer = bytearray(sum(lengths[start:stop]))
+        if buffer:
+            await stream.read_into(buffer)
+        view, offset = memoryview(buffer), 0
+        for length in lengths[start:stop]:
+            parts.append(view[offset:offset + length])
+            offset += length
+    return parts
+
+
+async def read_message(stream: IOStream, limits: Limits) -> tuple[dict[str, Any], list[memoryview]]:
+    """Read one message; ``ProtocolError`` for anything over ``limits`` or malformed,
+    ``CommClosedError`` if the stream closes first."""
     try:
-        (count,) = _COUNT.unpack(await stream.read_bytes(_COUNT.size))
-        if count > limits.max_frames:
-            raise ProtocolError(f"message of {count} frames exceeds the limit of "
-                                f"{limits.max_frames}")
-        raw_lengths = await stream.read_bytes(8 * (count + 1))
-        lengths = struct.unpack(f"<{count + 1}Q", raw_lengths)
-        if lengths[0] > limits.max_header_bytes:
-            raise ProtocolError(f"header of {lengths[0]} bytes exceeds the limit of "
-                                f"{limits.max_header_bytes}")
-        for length in lengths[1:]:
-            if length > limits.max_frame_bytes:
-                raise ProtocolError(f"frame of {length} bytes exceeds the limit of "
-                                    f"{limits.max_frame_bytes}")
-        body = bytearray(sum(lengths))
-        if body:
-            await stream.read_into(body)
+        count, header_bytes = _PREFIX.unpack(await stream.read_bytes(_PREFIX.size))
+        _check_prefix(count, header_bytes, limits)
+        frame_lengths: tuple[int, ...] = ()
+        if count:
+            frame_lengths = struct.unpack(f"<{count}Q",
+                                          await stream.read_bytes(_LENGTH.size * count))
+            _check_frames(frame_lengths, limits)
+        header_view, *frames = await _read_body(stream, (header_bytes, *frame_lengths))
     except StreamClosedError as exc:
         raise CommClosedError(f"connection closed: {exc.real_error or 'by peer'}") from None
-    view = memoryview(body)
-    header = decode_header(view[: lengths[0]])
-    frames, start = [], lengths[0]
-    for length in lengths[1:]:
-        frames.append(view[start:start + length])
-        start += length
-    return header, frames
+    return decode_header(header_view), frames
 
 
 async def write_message(stream: IOStream, header: dict[str, Any], frames: Sequence[Any] = ()
                         ) -> None:
-    """Write one message. Parts are queued without awaiting in between, so concurrent writers
+    """Write one message. All parts are queued before the first await, so concurrent writers
     never interleave their bytes."""
-    try:
-        buffers = encode(header, frames)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(f"cannot encode message {header.get('op')!r}: {exc}") from None
+    buffers = encode(header, frames)
     try:
         future = None
         for buffer in buffers:
-            if memoryview(buffer).nbytes:
+            if len(buffer):
                 future = stream.write(buffer)
         if future is not None:
             await future

@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 import os
-import time
 
 import psutil
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from distml.batched import BatchedStream, unbatch
 from distml.comm import Comm, Listener, connect, parse_address
 from distml.config import Config
-from distml.errors import CommClosedError, ProtocolError, SerializationError
+from distml.errors import CommClosedError, ProtocolError
 from distml.pool import ConnectionPool
 from distml.protocol import serialize
 from distml.sizeof import sizeof
@@ -344,7 +343,9 @@ class Worker:
                         break
                     self.data.evict(key)
                     rss = self._process.memory_info().rss
-            paused = rss > pause_at
+            # Pausing helps only while there is something to spill or a task to finish; with
+            # neither, it would wait forever (the nanny still guards the terminate fraction).
+            paused = rss > pause_at and bool(self.data.fast or self.state.executing)
             if paused != self.state.paused:
                 logger.warning("worker %s %s: %d MB resident of a %d MB limit", self.address,
                                "paused" if paused else "resumed", rss // 2**20, limit // 2**20)

@@ -1,0 +1,261 @@
+"""Input handling shared by the estimators: chunked or in-memory data as row blocks.
+
+The estimators see their training data as a :class:`RowBlocks`: aligned row blocks of
+several arrays (say ``X``, ``y`` and ``sample_weight``), held on the workers as futures
+when a client is open and the input is chunked, else as numpy arrays in this process.
+``RowBlocks.map`` runs one task per block and ``RowBlocks.reduce`` tree-combines the
+per-block results, so only small summaries (gradients, sums) ever reach the client.
+
+Typical use::
+
+    blocks = row_blocks(X, y, sample_weight)      # validated, aligned, persisted
+    total = blocks.reduce(_block_sum, coef)       # func(Xb, yb, wb, coef) per block
+    y_pred = apply_rows(_predict_block, X, coef)  # Array for Array input, numpy for numpy
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from distml.array import Array, from_array, map_blocks
+
+__all__ = ["RowBlocks", "apply_rows", "as_chunked", "check_finite_blocks", "check_sample_weight",
+           "check_weight_sum", "is_chunked", "row_blocks", "tree_combine"]
+
+#: How many partial results one combining task merges.
+SPLIT_EVERY = 8
+
+
+def is_chunked(obj: Any) -> bool:
+    """True for a ``distml.array.Array`` or a partitioned table (anything with ``to_array``)."""
+    return isinstance(obj, Array) or (hasattr(obj, "to_array")
+                                      and hasattr(obj, "__distml_graph__"))
+
+
+def as_chunked(obj: Any) -> Array:
+    """``obj`` as a ``distml.array.Array`` (tables via ``.to_array()``, one block per partition)."""
+    if isinstance(obj, Array):
+        return obj
+    if is_chunked(obj):
+        return obj.to_array()
+    raise TypeError(f"expected a distml Array or table, got {type(obj).__name__}")
+
+
+def _client() -> Any:
+    from distml import default_client
+    return default_client()
+
+
+def _combine_all(combine: Callable, *parts: Any) -> Any:
+    out = parts[0]
+    for p in parts[1:]:
+        out = combine(out, p)
+    return out
+
+
+def tree_combine(client: Any, parts: list, combine: Callable = operator.add,
+                 split_every: int = SPLIT_EVERY) -> Any:
+    """Combine ``parts`` (futures on ``client``, or local values when it is None) pairwise in a
+    tree of tasks with fan-in ``split_every``; returns the combined value, gathered."""
+    if not parts:
+        raise ValueError("nothing to combine")
+    if client is None:
+        return _combine_all(combine, *parts)
+    while len(parts) > 1:
+        parts = [client.submit(_combine_all, combine, *parts[i:i + split_every], pure=False)
+                 for i in range(0, len(parts), split_every)]
+    return client.gather(parts[0])
+
+
+_blas_limited = False
+
+
+def _on_worker(func: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Run ``func`` in a worker process with BLAS limited to one thread (set once per process):
+    the worker's task threads are the parallelism, and idle-spinning BLAS threads of several
+    worker processes on the same cores would otherwise slow every matrix product down."""
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+        _blas_limited = True
+    return func(*args, **kwargs)
+
+
+class RowBlocks:
+    """Aligned row blocks of several arrays, ready for one-task-per-block work.
+
+    ``parts[i]`` is the tuple of block ``i`` of every array (``None`` for an absent array);
+    entries are futures when ``client`` is set, numpy arrays otherwise.  ``lengths`` gives
+    the rows per block.
+    """
+
+    def __init__(self, parts: list[tuple], lengths: Sequence[int], client: Any = None) -> None:
+        self.parts = parts
+        self.lengths = [int(n) for n in lengths]
+        self.client = client
+
+    @property
+    def n_samples(self) -> int:
+        return sum(self.lengths)
+
+    @property
+    def nblocks(self) -> int:
+        return len(self.parts)
+
+    def map(self, func: Callable, *args: Any, **kwargs: Any) -> list:
+        """``func(*block_parts, *args, **kwargs)`` for every block: futures on a cluster, else
+        values (computed on a thread pool when there are several blocks)."""
+        if self.client is not None:
+            columns = [list(c) for c in zip(*self.parts)]
+            extra = [[a] * self.nblocks for a in args]
+            return self.client.map(_on_worker, [func] * self.nblocks, *columns, *extra,
+                                   pure=False, **kwargs)
+        if self.nblocks == 1:
+            return [func(*self.parts[0], *args, **kwargs)]
+        with ThreadPoolExecutor(max_workers=min(self.nblocks, os.cpu_count() or 1)) as pool:
+            return list(pool.map(lambda p: func(*p, *args, **kwargs), self.parts))
+
+    def reduce(self, func: Callable, *args: Any, combine: Callable = operator.add,
+               split_every: int = SPLIT_EVERY, **kwargs: Any) -> Any:
+        """:meth:`map` then :func:`tree_combine` the results; returns the combined value."""
+        return tree_combine(self.client, self.map(func, *args, **kwargs), combine, split_every)
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> Any:
+    """Numpy ``sample_weight`` as a float64 vector of length ``n_samples`` (a number is
+    repeated); chunked weights pass through (check their sum after reducing)."""
+    if sample_weight is None or is_chunked(sample_weight):
+        return sample_weight
+    if isinstance(sample_weight, numbers.Number):
+        return np.full(n_samples, float(sample_weight))
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if not np.any(sw):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sw
+
+
+def check_weight_sum(total: Any) -> None:
+    """Raise scikit-learn's ``ValueError`` when the summed sample weights are all zero."""
+    if not np.any(total):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+
+
+def _inconsistent(lengths: list[int]) -> ValueError:
+    return ValueError("Found input variables with inconsistent numbers of samples: "
+                      f"{[int(n) for n in lengths]}")
+
+
+def _row_chunks(arrays: list[Array]) -> tuple[int, ...]:
+    for a in arrays:
+        if any(isinstance(c, float) for c in a.chunks[0]):
+            a.compute_chunk_sizes()
+    lengths = [int(a.shape[0]) for a in arrays]
+    if len(set(lengths)) > 1:
+        raise _inconsistent(lengths)
+    return tuple(int(c) for c in arrays[0].chunks[0])
+
+
+def _align(obj: Any, rows: tuple[int, ...], name: str) -> Array:
+    """``obj`` as an Array with row chunks ``rows`` and one chunk along the other axes."""
+    arr = as_chunked(obj) if is_chunked(obj) else from_array(
+        np.asarray(obj), chunks=(rows, *np.shape(obj)[1:]))
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D or 2-D, got {arr.ndim} dimensions")
+    target = (rows, *[(int(n),) for n in arr.shape[1:]])
+    return arr.rechunk(target)
+
+
+def _block_keys(arr: Array) -> list:
+    return [(arr.name, i, *([0] * (arr.ndim - 1))) for i in range(arr.numblocks[0])]
+
+
+def row_blocks(*arrays: Any, min_samples: int = 1) -> RowBlocks:
+    """Validate lengths, align and persist ``arrays`` (``None`` entries allowed) as row blocks.
+
+    The first array sets the row chunks; the others are rechunked (or, for numpy, split) to
+    match, and trailing axes are made one chunk.  Numpy-only input gives one local block.
+    Chunked input is persisted once: on the workers when a client is open, else in this
+    process.  Raises ``ValueError`` for inconsistent lengths or too few samples.
+    """
+    present = [a for a in arrays if a is not None]
+    if not any(is_chunked(a) for a in present):
+        lengths = [len(a) for a in present]
+        if len(set(lengths)) > 1:
+            raise _inconsistent(lengths)
+        if lengths and lengths[0] < min_samples:
+            raise ValueError(f"Found array with {lengths[0]} sample(s) while a minimum of "
+                             f"{min_samples} is required.")
+        return RowBlocks([tuple(None if a is None else np.asarray(a) for a in arrays)],
+                         lengths[:1] or [0])
+    chunked = [as_chunked(a) for a in present if is_chunked(a)]
+    rows = _row_chunks(chunked)
+    lengths = [sum(rows)] + [len(a) for a in present if not is_chunked(a)]
+    if len(set(lengths)) > 1:
+        raise _inconsistent(lengths)
+    if lengths[0] < min_samples:
+        raise ValueError(f"Found array with {lengths[0]} sample(s) while a minimum of "
+                         f"{min_samples} is required.")
+    aligned = [None if a is None else _align(a, rows, f"input {i}")
+               for i, a in enumerate(arrays)]
+    client = _client()
+    live = [a for a in aligned if a is not None]
+    persisted = iter(client.persist(live) if client is not None else [a.persist() for a in live])
+    keyed = []
+    for a in aligned:
+        if a is None:
+            keyed.append([None] * len(rows))
+        else:
+            p = next(persisted)
+            keyed.append([p.dask[k] for k in _block_keys(p)])
+    keep = [i for i, n in enumerate(rows) if n > 0] or [0]
+    parts = [tuple(col[i] for col in keyed) for i in keep]
+    return RowBlocks(parts, [rows[i] for i in keep], client)
+
+
+def _nonfinite_counts(*blocks: Any) -> np.ndarray:
+    out = np.zeros((len(blocks), 2), dtype=np.int64)
+    for i, b in enumerate(blocks):
+        if b is not None and b.dtype.kind in "fc" and not np.isfinite(np.sum(b)):
+            nan = int(np.isnan(b).sum())
+            out[i] = nan, int((~np.isfinite(b)).sum()) - nan
+    return out
+
+
+def check_finite_blocks(blocks: RowBlocks, names: Sequence[str]) -> None:
+    """Raise scikit-learn's ``ValueError`` if a floating block holds NaN or infinity (one pass
+    over the blocks; ``names[i]`` names the ``i``-th array in messages)."""
+    counts = blocks.reduce(_nonfinite_counts)
+    for name, (nan, inf) in zip(names, counts):
+        if nan:
+            raise ValueError(f"Input {name} contains NaN.")
+        if inf:
+            raise ValueError(f"Input {name} contains infinity or a value too large for "
+                             "dtype('float64').")
+
+
+def apply_rows(func: Callable, X: Any, *args: Any, n_out: int | None = None,
+               dtype: Any = np.float64) -> Any:
+    """``func(X_rows, *args)`` on every row block: an Array (rows chunked like ``X``) for
+    chunked ``X``, a numpy array for numpy ``X``.  The result is 1-D when ``n_out`` is None,
+    else has ``n_out`` columns."""
+    if not is_chunked(X):
+        return func(X, *args)
+    arr = as_chunked(X)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead.")
+    arr = arr.rechunk((arr.chunks[0], (int(arr.shape[1]),)))
+    if n_out is None:
+        return map_blocks(func, arr, *args, dtype=dtype, drop_axis=1)
+    return map_blocks(func, arr, *args, dtype=dtype, chunks=(arr.chunks[0], (n_out,)))
