@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import psutil
@@ -74,12 +76,19 @@ class WorkerSupervisor:
         self._closing = False
         self._kill_reason: str | None = None
         self._watcher: asyncio.Task | None = None
+        self._spill_directory: str | None = None
         self.stopped = asyncio.Event()
 
     async def start(self, timeout: float = 30.0) -> str:
         """Start the worker; returns its address once it is listening."""
         self._started_at = time.monotonic()
         self._kill_reason = None
+        # a fresh spill folder per worker process, removed when that process ends: a killed
+        # worker cannot clean up after itself
+        self._remove_spill_directory()
+        self._spill_directory = tempfile.mkdtemp(prefix="distml-worker-",
+                                                 dir=self.config.local_directory)
+        self.env["DISTML_LOCAL_DIRECTORY"] = self._spill_directory
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "distml", "worker", self.scheduler_address, "--no-nanny",
             *self.args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
@@ -162,15 +171,23 @@ class WorkerSupervisor:
         """Stop the worker (terminate, then kill) and stop supervising."""
         self._closing = True
         proc = self.process
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._watcher is not None:
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        try:
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            if self._watcher is not None:
+                await asyncio.gather(self._watcher, return_exceptions=True)
+        finally:
+            self._remove_spill_directory()
+
+    def _remove_spill_directory(self) -> None:
+        if self._spill_directory is not None:
+            shutil.rmtree(self._spill_directory, ignore_errors=True)
+            self._spill_directory = None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the worker process (for tests and chaos experiments)."""

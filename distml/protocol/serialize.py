@@ -10,6 +10,7 @@ Only workers and clients call ``loads``, and only on frames from authenticated p
 from __future__ import annotations
 
 import pickle
+import threading
 from typing import Any, Sequence
 
 import cloudpickle
@@ -56,7 +57,15 @@ def loads(frames: Sequence[Frame]) -> Any:
     """
     if not frames:
         raise SerializationError("no frames to unpickle")
-    return pickle.loads(frames[0], buffers=frames[1:])
+    with _loads_lock:
+        return pickle.loads(frames[0], buffers=frames[1:])
+
+
+#: One unpickling at a time per process. Unpickling imports the modules objects come from; a
+#: task thread and the event loop importing numpy at once in a freshly started worker failed
+#: with "partially initialized module" (seen in the chaos experiment). Unpickling itself is
+#: short (buffers are not copied), so the lock costs little.
+_loads_lock = threading.RLock()
 
 
 def nbytes(frames: Sequence[Frame]) -> int:
@@ -94,7 +103,8 @@ class TaskCodec:
     def load_function(self, blob: bytes) -> Any:
         func = self._by_bytes.get(blob)
         if func is None:
-            obj = pickle.loads(blob)
+            with _loads_lock:
+                obj = pickle.loads(blob)
             func = loads(obj) if isinstance(obj, list) else obj
             if len(self._by_bytes) >= self.max_cached:
                 self._by_bytes.clear()

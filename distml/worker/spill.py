@@ -135,6 +135,10 @@ class SpillBuffer(MutableMapping):
         return serialize.loads(frames)
 
     def close(self) -> None:
+        """Drop everything, removing the files this buffer wrote (and its folder if it made
+        it)."""
+        for path, _ in self.slow.values():
+            _remove(path)
         self.fast.clear()
         self.slow.clear()
         if self._own_directory:
