@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""distml SGDClassifier against dask-ml Incremental and scikit-learn (one process).
+
+Data: ``make_classification(n_samples=2_000_000, n_features=50, random_state=0)`` in
+100,000-row blocks; the last 10% of the rows are held out for accuracy (``--quick``:
+200,000 rows in 10,000-row blocks).  The dataset is generated once here, exactly as that
+call defines it (its rows come from one random stream, so it cannot be generated block by
+block on the workers without changing it), and the training blocks are placed on the
+workers before the clock starts (distml: ``client.scatter``; dask: ``persist``); each
+cluster system also runs a small warm-up fit (imports on the workers) first.
+
+Systems, all with scikit-learn's SGD defaults (hinge loss, ``alpha=1e-4``, "optimal"
+learning rate, ``tol=None``, ``random_state=0``; the cluster systems are given
+``classes`` so that neither spends a pass finding the labels):
+
+* distml ``SGDClassifier`` for 1 and 5 epochs, 2 workers x 1 thread;
+* dask-ml ``Incremental(SGDClassifier)`` for 1 epoch on a warm 2-worker x 1-thread dask
+  LocalCluster (``fit`` is one pass over the blocks), when ``dask_ml`` imports, else n/a;
+* a scikit-learn ``partial_fit`` loop over the same blocks in this process, 1 and 5 epochs;
+* scikit-learn ``SGDClassifier(max_iter=1)`` and ``max_iter=5`` ``.fit`` on the whole array.
+
+Reported: seconds per epoch (best of ``--repeat``), held-out accuracy, and the distml
+epoch time as a fraction of dask-ml's and of the ``partial_fit`` loop's.
+
+Usage::
+
+    .venv/bin/python experiments/bench_sgd.py            # full size (a couple of minutes)
+    .venv/bin/python experiments/bench_sgd.py --quick    # small, smoke test
+
+Results: a markdown table on stdout and ``experiments/results/bench_sgd.{json,md}``
+(``bench_sgd_quick.*`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import warnings
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.linear_model import SGDClassifier as SkSGDClassifier
+
+RESULTS = Path(__file__).parent / "results"
+SGD = dict(tol=None, random_state=0)
+
+
+def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, model = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        model = fit()
+        times.append(time.perf_counter() - start)
+    return min(times), model
+
+
+def row(system: str, epochs: int, seconds: float | None, accuracy: float | None,
+        note: str | None = None) -> dict[str, Any]:
+    out = {"system": system, "epochs": epochs, "seconds": seconds,
+           "seconds_per_epoch": None if seconds is None else seconds / epochs,
+           "accuracy": accuracy}
+    return {**out, "note": note} if note else out
+
+
+def run_sklearn(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                chunk: int, repeat: int) -> list[dict[str, Any]]:
+    blocks = [(X[s:s + chunk], y[s:s + chunk]) for s in range(0, len(X), chunk)]
+    classes = np.unique(y)
+
+    def loop(epochs: int) -> SkSGDClassifier:
+        model = SkSGDClassifier(**SGD)
+        for _ in range(epochs):
+            for Xb, yb in blocks:
+                model.partial_fit(Xb, yb, classes=classes)
+        return model
+
+    out = []
+    for epochs in (1, 5):
+        seconds, model = best_of(lambda: loop(epochs), repeat)
+        out.append(row("scikit-learn partial_fit loop (1 process)", epochs, seconds,
+                       model.score(X_test, y_test)))
+    for epochs in (1, 5):
+        seconds, model = best_of(lambda: SkSGDClassifier(max_iter=epochs, **SGD).fit(X, y),
+                                 repeat)
+        out.append(row(f"scikit-learn SGDClassifier(max_iter={epochs}).fit", epochs, seconds,
+                       model.score(X_test, y_test)))
+    return out
+
+
+def run_distml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+               chunk: int, repeat: int) -> list[dict[str, Any]]:
+    import distml.array as da
+    from distml import Client
+    from distml.estimators.linear_model._sgd import SGDClassifier
+
+    starts = range(0, len(X), chunk)
+    rows = tuple(min(chunk, len(X) - s) for s in starts)
+    out = []
+    with Client(n_workers=2, threads_per_worker=1) as client:
+        x_blocks = client.scatter([X[s:s + chunk] for s in starts])
+        y_blocks = client.scatter([y[s:s + chunk] for s in starts])
+        Xd = da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)),
+                            dtype=X.dtype)
+        yd = da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype)
+        SGDClassifier(n_epochs=1, **SGD).fit(  # warm-up: imports on the workers
+            da.from_array(X[:4000], chunks=(1000, X.shape[1])), da.from_array(y[:4000], 1000))
+        for epochs in (1, 5):
+            seconds, model = best_of(
+                lambda: SGDClassifier(n_epochs=epochs, **SGD).fit(Xd, yd, classes=[0, 1]),
+                repeat)
+            out.append(row("distml SGDClassifier (2 workers x 1 thread)", epochs, seconds,
+                           model.score(X_test, y_test)))
+    return out
+
+
+def run_dask_ml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                chunk: int, repeat: int) -> list[dict[str, Any]]:
+    name = "dask-ml Incremental(SGDClassifier) (2 workers x 1 thread)"
+    try:
+        import dask.array as dsa
+        from dask.distributed import Client, LocalCluster, wait
+        from dask_ml.wrappers import Incremental
+    except ImportError as exc:
+        return [row(name, 1, None, None, note=f"n/a ({exc})")]
+    warnings.filterwarnings("ignore", message="Sending large graph")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        Xd = dsa.from_array(X, chunks=(chunk, X.shape[1])).persist()
+        yd = dsa.from_array(y, chunks=(chunk,)).persist()
+        wait([Xd, yd])
+        classes = np.unique(y)
+        Incremental(SkSGDClassifier(**SGD)).fit(  # warm-up: imports on the workers
+            dsa.from_array(X[:4000], chunks=(1000, X.shape[1])), dsa.from_array(y[:4000], 1000),
+            classes=classes)
+        seconds, model = best_of(
+            lambda: Incremental(SkSGDClassifier(**SGD)).fit(Xd, yd, classes=classes), repeat)
+    return [row(name, 1, seconds, float(model.estimator_.score(X_test, y_test)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small data (smoke test)")
+    parser.add_argument("--repeat", type=int, default=1, help="fits per system (best kept)")
+    args = parser.parse_args()
+    n, chunk = (200_000, 10_000) if args.quick else (2_000_000, 100_000)
+    X, y = make_classification(n_samples=n, n_features=50, random_state=0)
+    n_train = n - n // 10
+    X, y, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    runs: list[dict[str, Any]] = []
+    for run in (run_distml, run_dask_ml, run_sklearn):
+        runs += run(X, y, X_test, y_test, chunk, args.repeat)
+        gc.collect()
+
+    def per_epoch(system: str, epochs: int = 1) -> float | None:
+        return next((r["seconds_per_epoch"] for r in runs
+                     if r["system"].startswith(system) and r["epochs"] == epochs), None)
+
+    dask_epoch, loop_epoch = per_epoch("dask-ml"), per_epoch("scikit-learn partial_fit")
+    for r in runs:
+        r["vs_dask_ml"] = (None if dask_epoch is None or r["seconds_per_epoch"] is None
+                           else r["seconds_per_epoch"] / dask_epoch)
+        r["vs_partial_fit_loop"] = (None if r["seconds_per_epoch"] is None
+                                    else r["seconds_per_epoch"] / loop_epoch)
+        reference = next(s["accuracy"] for s in runs if s["epochs"] == r["epochs"]
+                         and s["system"].startswith("scikit-learn SGDClassifier"))
+        r["accuracy_minus_sklearn"] = (None if r["accuracy"] is None
+                                       else r["accuracy"] - reference)
+    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+    lines = [f"# SGDClassifier: {n_train:,} x 50 training rows in {chunk:,}-row blocks, "
+             f"{n - n_train:,} held out ({platform.machine()}, best of {args.repeat})", "",
+             "| system | epochs | s / epoch | x dask-ml | x partial_fit loop | accuracy "
+             "| acc. - sklearn fit |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(f"| {r['system']} | {r['epochs']} | {fmt(r['seconds_per_epoch'], '.3f')}"
+                     f" | {fmt(r['vs_dask_ml'], '.2f')} | {fmt(r['vs_partial_fit_loop'], '.2f')}"
+                     f" | {fmt(r['accuracy'], '.4f')} | {fmt(r['accuracy_minus_sklearn'], '+.4f')}"
+                     " |")
+    lines += [f"\n{r['system']}: {r['note']}" for r in runs if "note" in r]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stem = "bench_sgd_quick" if args.quick else "bench_sgd"
+    (RESULTS / f"{stem}.md").write_text(table)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(
+        {"n_samples": n, "n_train": n_train, "n_features": 50, "block_rows": chunk,
+         "repeat": args.repeat, "results": runs}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
