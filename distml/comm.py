@@ -129,13 +129,15 @@ async def _connect_once(address: str, config: Config, timeout: float) -> Comm:
     return Comm(stream, address, format_address(scheme, local[0], local[1]), config)
 
 
-async def connect(address: str, config: Config, timeout: float | None = None) -> Comm:
+async def connect(address: str, config: Config, timeout: float | None = None,
+                  retry: bool = True) -> Comm:
     """Connect to ``address`` and authenticate (both ways) with ``config``'s secret.
 
     Refused or dropped connections are retried with backoff until ``timeout`` (default
     ``config.connect_timeout``), since a worker may start before its scheduler; then distml's
-    ``TimeoutError`` naming the address. A wrong secret, a non-distml peer or a TLS failure
-    raise at once (``AuthenticationError`` or ``ProtocolError``).
+    ``TimeoutError`` naming the address. ``retry=False`` gives up at the first failure (a peer
+    that is gone should not cost the whole timeout). A wrong secret, a non-distml peer or a TLS
+    failure raise at once (``AuthenticationError`` or ``ProtocolError``).
     """
     scheme, _, _ = parse_address(address)
     config.secret_bytes()  # fail now, not after retrying, if there is no secret
@@ -155,7 +157,7 @@ async def connect(address: str, config: Config, timeout: float | None = None) ->
             if tls_error is not None:
                 raise AuthenticationError(f"{address}: TLS handshake failed: {tls_error}") from None
             last_error = exc
-        left = deadline - loop.time()
+        left = deadline - loop.time() if retry else 0.0
         if left <= 0:
             raise TimeoutError(f"could not connect to {address} within {timeout} s "
                                f"(last error: {type(last_error).__name__}: {last_error})")

@@ -28,8 +28,8 @@ class ConnectionPool:
             candidate = idle.pop()
             if not candidate.closed:
                 comm = candidate
-        if comm is None:
-            comm = await connect(address, self.config)
+        if comm is None:  # peers are up already: a refused connection means gone, not yet
+            comm = await connect(address, self.config, retry=False)
         ok = False
         try:
             yield comm

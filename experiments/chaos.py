@@ -5,7 +5,7 @@ and how much later does it arrive?
 Two scenarios, each on its own 2-worker ``LocalCluster`` (one thread and a 300 MiB memory limit
 per worker, each worker supervised by a nanny that restarts it):
 
-* ``reductions``: a raw Dask-format graph of a few hundred tasks.  200 seeded blocks of
+* ``reductions``: a raw Dask-format graph of a few hundred tasks (fresh keys per run).  200 seeded blocks of
   2500x50 float64 (1 MB each) are made on the workers; each block gives its column sums and
   the column sums of its product with the next block (so blocks travel between workers); both
   are added up in trees of fan-in 4 and turned into means.
@@ -24,12 +24,12 @@ the scheduler.  Between trials the script waits for the replacement to be older 
 nanny's "quick death" window (a worker that dies right after starting three times in a row is
 not restarted again; that guard is not what is measured here).
 
-The workers get a private ``TMPDIR``: spill folders left behind by killed workers are counted
-once the cluster is closed, then removed.
+The workers spill into a private folder (``Config.local_directory``): spill folders left behind
+(e.g. by killed workers) are counted once the cluster is closed, then removed.
 
 Usage::
 
-    .venv/bin/python experiments/chaos.py            # 20 trials per scenario (~2 minutes)
+    .venv/bin/python experiments/chaos.py            # 20 trials per scenario (~4 minutes)
     .venv/bin/python experiments/chaos.py --quick    # 4 trials, small sizes (smoke test)
 
 Results: a markdown table on stdout and ``experiments/results/chaos.{json,md}``
@@ -39,21 +39,22 @@ Results: a markdown table on stdout and ``experiments/results/chaos.{json,md}``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
 import random
 import shutil
 import statistics
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from distml import Client, LocalCluster
+from distml import Client, Config, LocalCluster
 from distml.nanny import QUICK
 
 RESULTS = Path(__file__).parent / "results"
@@ -116,17 +117,20 @@ def tree(dsk: dict, name: str, leaves: list[Any], fan_in: int) -> Any:
     return leaves[0]
 
 
-def reduction_graph(s: dict, seed: int) -> tuple[dict, Any]:
+def reduction_graph(s: dict, seed: int, run: int) -> tuple[dict, Any]:
+    """The reduction as a raw graph whose keys are unique to ``run`` (so nothing is reused
+    from an earlier run, e.g. one that timed out and still holds its keys)."""
     n = s["blocks"]
+    block, sums, lagged = f"block-{run}", f"sums-{run}", f"lagged-{run}"
     dsk: dict[Any, Any] = {}
     for i in range(n):
-        dsk[("block", i)] = (make_block, seed, i, s["rows"], s["cols"])
-        dsk[("sums", i)] = (column_sums, ("block", i))
-        dsk[("lagged", i)] = (lagged_column_sums, ("block", i), ("block", (i + 1) % n))
-    sums = tree(dsk, "add-sums", [("sums", i) for i in range(n)], s["fan_in"])
-    lagged = tree(dsk, "add-lagged", [("lagged", i) for i in range(n)], s["fan_in"])
-    dsk["means"] = (means, sums, lagged, n * s["rows"])
-    return dsk, "means"
+        dsk[(block, i)] = (make_block, seed, i, s["rows"], s["cols"])
+        dsk[(sums, i)] = (column_sums, (block, i))
+        dsk[(lagged, i)] = (lagged_column_sums, (block, i), (block, (i + 1) % n))
+    total_sums = tree(dsk, f"add-{sums}", [(sums, i) for i in range(n)], s["fan_in"])
+    total_lagged = tree(dsk, f"add-{lagged}", [(lagged, i) for i in range(n)], s["fan_in"])
+    dsk[f"means-{run}"] = (means, total_sums, total_lagged, n * s["rows"])
+    return dsk, f"means-{run}"
 
 
 def reduction_reference(s: dict, seed: int) -> np.ndarray:
@@ -153,7 +157,11 @@ class Workload:
 
 
 def workloads(s: dict, seed: int) -> list[Workload]:
-    dsk, key = reduction_graph(s, seed)
+    runs = itertools.count()
+
+    def run_reductions(client: Client, timeout: float) -> np.ndarray:
+        dsk, key = reduction_graph(s, seed, next(runs))
+        return client.get(dsk, key, timeout=timeout)
 
     def run_map(client: Client, timeout: float) -> list[np.ndarray]:
         futures = client.map(busy_work, range(s["map_tasks"]), seconds=s["task_seconds"],
@@ -168,8 +176,8 @@ def workloads(s: dict, seed: int) -> list[Workload]:
         return lambda a, b: len(a) == len(b) and all(test(x, y) for x, y in zip(a, b))
 
     return [
-        Workload("reductions", lambda client, timeout: client.get(dsk, key, timeout=timeout),
-                 lambda: reduction_reference(s, seed), np.array_equal, np.allclose),
+        Workload("reductions", run_reductions, lambda: reduction_reference(s, seed),
+                 np.array_equal, np.allclose),
         Workload("map", run_map, map_reference, all_pairs(np.array_equal),
                  all_pairs(np.allclose)),
     ]
@@ -204,7 +212,7 @@ def run_trial(cluster: LocalCluster, client: Client, workload: Workload, expecte
               median: float, rng: random.Random, timeout: float) -> dict[str, Any]:
     j = rng.randrange(N_WORKERS)
     killer = Killer(cluster, j, rng.uniform(0.05, 0.95) * median)
-    error = None
+    error, trace = None, None
     start = time.perf_counter()
     killer.start()
     try:
@@ -213,6 +221,7 @@ def run_trial(cluster: LocalCluster, client: Client, workload: Workload, expecte
             error = "result differs from the undisturbed one"
     except Exception as exc:  # noqa: BLE001 - recorded; the next trial runs
         error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
     seconds = time.perf_counter() - start
     killer.join()
     if killer.rejoin_seconds is None:
@@ -227,20 +236,20 @@ def run_trial(cluster: LocalCluster, client: Client, workload: Workload, expecte
             "kill_during_run": killer.killed_at - start < seconds,
             "rejoin_seconds": killer.rejoin_seconds and round(killer.rejoin_seconds, 3),
             "seconds": round(seconds, 4), "slowdown": round(seconds / median, 3),
-            "correct": error is None, "error": error}
+            "correct": error is None, "error": error, "traceback": trace}
 
 
 def run_scenario(workload: Workload, trials: int, seed: int, timeout: float) -> dict[str, Any]:
     """Warm up, time the undisturbed runs, then run the trials, on one fresh cluster.
 
-    The workers get a private ``TMPDIR``, so that the spill folders of killed workers can be
-    counted (and removed) once the cluster is closed.
+    The workers' spill folders go to a private folder (``local_directory``), so that those
+    left behind can be counted (and removed) once the cluster is closed.
     """
     expected = workload.reference()
-    temp_root = Path(tempfile.mkdtemp(prefix="distml-chaos-"))
-    os.environ["TMPDIR"] = str(temp_root)  # inherited by the worker processes
-    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1,
-                      memory_limit=MEMORY_LIMIT) as cluster, Client(cluster) as client:
+    temp_root = Path(tempfile.mkdtemp(prefix="chaos-experiment-"))
+    config = Config.load(local_directory=str(temp_root))
+    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, memory_limit=MEMORY_LIMIT,
+                      config=config) as cluster, Client(cluster) as client:
         workload.run(client, timeout)  # warm-up: imports on the workers
         undisturbed, results = [], []
         for _ in range(UNDISTURBED_RUNS):

@@ -15,9 +15,9 @@ both as the worker's own ``distml_worker.peak_rss`` (sampled by its memory monit
 sampled by this script every 50 ms over all the processes of a worker slot (a nanny restarts a
 worker past 95% of its limit, which loses its blocks and its own peak); the number of such
 restarts.  The result is checked against the same sums done with numpy in this script, one
-block at a time, added in the same tree (so it should match exactly).  The workers get a
-private ``TMPDIR``; after the cluster closes, the spill folders left in it are counted (and
-removed).
+block at a time, added in the same tree (so it should match exactly).  The workers spill
+into a private folder (``Config.local_directory``); after the cluster closes, the spill
+folders left in it are counted (and removed).
 
 ``--quick`` uses 4 MiB blocks and a 160 MiB limit per worker (960 MiB of data, still 3x the
 limit).  One eighth of the full sizes would give a 50 MiB limit, barely more than an idle
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import psutil
 
-from distml import Client, LocalCluster, wait
+from distml import Client, Config, LocalCluster, wait
 
 RESULTS = Path(__file__).parent / "results"
 N_WORKERS = 2
@@ -128,14 +127,14 @@ class RssSampler(threading.Thread):
 def run_cluster(s: dict[str, int], seed: int, timeout: float) -> dict[str, Any]:
     """Create, persist and reduce the blocks; each phase may take at most ``timeout`` s.
 
-    The workers get a private ``TMPDIR``, so every spill folder (also those of workers that
-    were killed) lands in one place that can be checked once the cluster is closed.
+    The workers spill into a private folder (``local_directory``), so every spill folder
+    (also those of killed workers) can be checked once the cluster is closed.
     """
-    temp_root = Path(tempfile.mkdtemp(prefix="distml-out-of-core-"))
-    os.environ["TMPDIR"] = str(temp_root)  # inherited by the worker processes
+    temp_root = Path(tempfile.mkdtemp(prefix="out-of-core-experiment-"))
+    config = Config.load(local_directory=str(temp_root))
     out: dict[str, Any] = {"value": None, "error": None}
     with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1,
-                      memory_limit=s["memory_limit_mib"] * MIB) as cluster, \
+                      memory_limit=s["memory_limit_mib"] * MIB, config=config) as cluster, \
             Client(cluster) as client:
         sampler = RssSampler(cluster)
         sampler.start()

@@ -14,26 +14,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_quick(script: str) -> list[list[str]]:
-    """Run ``experiments/<script> --quick``; returns the cells of the markdown table rows."""
+def run_quick(script: str) -> str:
+    """Run ``experiments/<script> --quick`` and return its standard output."""
     out = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--quick"],
                          capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in out.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| ---")]
+    return out.stdout
+
+
+def table_rows(stdout: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table in ``stdout``, as {column: cell}."""
+    lines = [line.strip().strip("|") for line in stdout.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")]
+    rows = []
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) != len(header):  # the next table
+            break
+        rows.append(dict(zip(header, cells)))
+    return rows
 
 
 def test_chaos_quick_every_trial_correct():
-    rows = run_quick("chaos.py")
-    header, body = rows[0], rows[1:]
-    assert {row[0] for row in body} == {"reductions", "map"}
-    correct = header.index("correct")
-    for row in body:
-        assert row[correct] == "4/4", row
+    stdout = run_quick("chaos.py")
+    rows = table_rows(stdout)
+    assert [row["scenario"] for row in rows] == ["reductions", "map"], stdout
+    for row in rows:
+        assert row["correct"] == "4/4", stdout
 
 
 def test_out_of_core_quick_verified():
-    rows = run_quick("out_of_core.py")
-    header, summary = rows[0], rows[1]
-    assert summary[header.index("verified")] == "yes", summary
+    stdout = run_quick("out_of_core.py")
+    assert table_rows(stdout)[0]["verified"] == "yes", stdout

@@ -95,3 +95,14 @@ def test_already_held_result_is_reported_at_once():
     w.task_done("t", 4, 0.0)
     out = w.compute("t", b"", [0, 0], {})
     assert sent(out, "task-finished")[0]["nbytes"] == 4
+
+
+def test_one_fetch_asks_a_peer_for_a_bounded_number_of_bytes():
+    w = WorkerStateMachine(nthreads=1, address=ME, max_fetch_bytes=100)
+    deps = {f"d{i}": [P1] for i in range(5)}
+    out = w.compute("t", b"", [0, 0], deps, {k: 40 for k in deps})
+    (first,) = kinds(out, Fetch)
+    assert len(first.keys) == 2  # 80 bytes; a third would pass 100
+    out = w.fetch_done(P1, {k: 40 for k in first.keys})
+    (second,) = kinds(out, Fetch)
+    assert len(second.keys) == 2 and not set(second.keys) & set(first.keys)

@@ -461,6 +461,8 @@ class Client:
                 await self._wait_state(state, deadline)
             todo: dict[str, list[str]] = {}
             for state in pending:
+                if not state.done:
+                    continue  # lost and being recomputed since we waited: wait again
                 if state.status != FINISHED:
                     if errors == "raise":
                         raise state.error()

@@ -84,6 +84,7 @@ class Worker:
         self._scheduler_comm: Comm | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -139,9 +140,9 @@ class Worker:
         return True
 
     async def close(self) -> None:
-        if self._closed.is_set():
+        if self._closing:
             return
-        self._closed.set()
+        self._closing = True  # ``finished()`` returns only once everything below is done
         if self.stream is not None:
             self.stream.send({"op": "goodbye"})  # a planned exit, not a failure
             await self.stream.close()
@@ -154,6 +155,7 @@ class Worker:
         if self.runner is not None:
             self.runner.stop()
         self.data.close()
+        self._closed.set()
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -170,7 +172,7 @@ class Worker:
                 try:
                     msg, _ = await self._scheduler_comm.recv()
                 except CommClosedError:
-                    if self._closed.is_set() or not await self._reconnect():
+                    if self._closing or not await self._reconnect():
                         return
                     continue
                 for sub in unbatch(msg):
@@ -186,7 +188,8 @@ class Worker:
         if op == "compute":
             key = msg["key"]
             self.payloads[key] = msg["payload"]
-            self._carry_out(sm.compute(key, msg["payload"], msg["prio"], msg["deps"]))
+            self._carry_out(sm.compute(key, msg["payload"], msg["prio"], msg["deps"],
+                                       msg.get("nbytes")))
         elif op == "free":
             for key in msg["keys"]:
                 self.payloads.pop(key, None)
@@ -316,7 +319,7 @@ class Worker:
             return {"op": "error", "exception": blob, "traceback": trace, "text": text}
 
     async def _heartbeat(self) -> None:
-        while not self._closed.is_set():
+        while not self._closing:
             await asyncio.sleep(self.config.heartbeat_interval)
             self.stream.send({"op": "heartbeat", "executing": len(self.state.executing),
                               **self.memory_report()})
@@ -332,7 +335,7 @@ class Worker:
         spill_at = limit * self.config.memory_spill_fraction
         target = limit * self.config.memory_target_fraction
         pause_at = limit * self.config.memory_pause_fraction
-        while not self._closed.is_set():
+        while not self._closing:
             await asyncio.sleep(self.config.memory_monitor_interval)
             rss = self._process.memory_info().rss
             self.peak_rss = max(self.peak_rss, rss)

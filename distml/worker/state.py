@@ -64,13 +64,15 @@ class WorkerStateMachine:
     """Tasks, inputs and threads of one worker."""
 
     def __init__(self, nthreads: int, address: str = "", max_concurrent_fetches: int = 4,
-                 prefetch: int = 0):
+                 prefetch: int = 0, max_fetch_bytes: int = 64 * 2**20):
         self.nthreads = nthreads
         #: Tasks handed to the threads beyond one each, so a thread that finishes one starts the
         #: next without waiting for the event loop.
         self.prefetch = prefetch
         self.address = address
         self.max_concurrent_fetches = max_concurrent_fetches
+        #: Most bytes asked of one peer in one request (at least one key).
+        self.max_fetch_bytes = max_fetch_bytes
         self.tasks: dict[str, WorkerTask] = {}
         #: key -> nbytes for every value held.
         self.in_memory: dict[str, int] = {}
@@ -86,11 +88,17 @@ class WorkerStateMachine:
         self._peers_busy: set[str] = set()
         #: input key -> tasks here that need it.
         self._needed_by: dict[str, set[str]] = {}
+        #: input key -> its size, as the scheduler said, to bound the bytes of one fetch.
+        self._sizes: dict[str, int] = {}
         self.paused = False
 
     # ------------------------------------------------------------------ scheduler events
     def compute(self, key: str, payload: Any, priority: Iterable, deps: dict[str, list[str]],
-                ) -> list[Instruction]:
+                nbytes: dict[str, int] | None = None) -> list[Instruction]:
+        """Run ``key`` once its inputs ``deps`` (key -> peers holding it; ``nbytes``: their
+        sizes) are here."""
+        if nbytes:
+            self._sizes.update(nbytes)
         if key in self.in_memory:
             return [SendToScheduler({"op": "task-finished", "key": key,
                                      "nbytes": self.in_memory[key], "duration": 0.0})]
@@ -201,6 +209,7 @@ class WorkerStateMachine:
                 out.append(Forget(key))  # every task that wanted it was freed meanwhile
                 continue
             self.in_memory[key] = nbytes
+            self._sizes.pop(key, None)
             out.append(SendToScheduler({"op": "add-replica", "key": key, "nbytes": nbytes}))
             for task_key in self._needed_by.get(key, ()):
                 task = self.tasks.get(task_key)
@@ -269,7 +278,11 @@ class WorkerStateMachine:
             if peer not in by_peer and len(self._peers_busy) + len(by_peer) >= \
                     self.max_concurrent_fetches:
                 continue
-            by_peer.setdefault(peer, []).append(key)
+            batch = by_peer.setdefault(peer, [])
+            if batch and sum(self._sizes.get(k, 0) for k in batch) + self._sizes.get(key, 0) \
+                    > self.max_fetch_bytes:
+                continue  # the peer would load it all at once (perhaps from disk): next round
+            batch.append(key)
         out: list[Instruction] = []
         for peer, keys in by_peer.items():
             self._peers_busy.add(peer)
@@ -294,3 +307,4 @@ class WorkerStateMachine:
                 if not waiting:
                     del self._needed_by[key]
                     self._holders.pop(key, None)
+                    self._sizes.pop(key, None)
