@@ -246,3 +246,23 @@ def dags(draw):
 def test_random_dags_match_sequential_evaluation(client, dsk):
     keys = sorted(dsk)
     assert client.get(dsk, keys) == get_sync(dsk, keys)
+
+
+def test_futures_collected_by_gc_inside_the_client_do_not_deadlock(client):
+    """A future in a reference cycle dies when the collector runs, which may be in the middle
+    of the client creating another future (this deadlocked once)."""
+    import gc
+
+    class Cycle:
+        def __init__(self, future):
+            self.future, self.me = future, self
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # collect at almost every allocation
+    try:
+        for i in range(200):
+            Cycle(client.submit(inc, i, pure=False))
+        assert client.gather(client.map(inc, range(50))) == list(range(1, 51))
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()

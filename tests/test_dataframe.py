@@ -9,19 +9,7 @@ import pandas as pd
 import pytest
 
 import distml.dataframe as dd
-from distml import Client, default_client
 from distml.array import Array
-
-
-@pytest.fixture(scope="module", params=["local", "cluster"])
-def backend(request):
-    """Each test that takes this runs in-process (no client) and on a real cluster."""
-    if request.param == "local":
-        assert default_client() is None
-        yield None
-    else:
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
 
 
 def frame(n: int = 50, seed: int = 0) -> pd.DataFrame:

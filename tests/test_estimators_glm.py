@@ -11,23 +11,16 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import distml.array as da
-from distml import Client, default_client
 from distml.estimators._data import row_blocks
 from distml.estimators.linear_model._glm import LinearRegression, LogisticRegression, Ridge
 
 ROWS = (150, 400, 37, 613)  # uneven row chunks, 1200 rows
 
 
-@pytest.fixture(scope="module", params=["local", "cluster"])
-def where(request):
-    """Chunked arrays computed in this process (no client), then on a real 2-worker cluster."""
-    if request.param == "local":
-        assert default_client() is None
-        yield None
-    else:
-        client = Client(n_workers=2, threads_per_worker=1)
-        yield client
-        client.close()
+@pytest.fixture(scope="module")
+def where(backend):
+    """No client (threads in this process), then a real 2-worker cluster (conftest)."""
+    return backend
 
 
 def chunked(a: np.ndarray) -> da.Array:

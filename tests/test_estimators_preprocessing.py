@@ -11,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import distml.array as da
-from distml import Client, default_client
 from distml.estimators import metrics
 from distml.estimators.model_selection import train_test_split
 from distml.estimators.preprocessing import MinMaxScaler, StandardScaler
@@ -23,16 +22,10 @@ X[:, 2] = 7.0  # a constant feature
 W = RNG.uniform(0.5, 2.0, 1000)
 
 
-@pytest.fixture(scope="module", params=["local", "cluster"])
-def where(request):
-    """Chunked arrays computed in this process (no client), then on a real 2-worker cluster."""
-    if request.param == "local":
-        assert default_client() is None
-        yield None
-    else:
-        client = Client(n_workers=2, threads_per_worker=1)
-        yield client
-        client.close()
+@pytest.fixture(scope="module")
+def where(backend):
+    """No client (threads in this process), then a real 2-worker cluster (conftest)."""
+    return backend
 
 
 def chunked(a: np.ndarray) -> da.Array:

@@ -13,22 +13,10 @@ from sklearn.linear_model import SGDRegressor as SkSGDRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import distml.array as da
-from distml import Client, default_client
 from distml.estimators.linear_model._sgd import SGDClassifier, SGDRegressor
 
 ROWS = (4000, 1500, 3000, 2500, 1000, 3500, 2000, 2500)  # 20,000 training rows, uneven
 N_TRAIN = sum(ROWS)
-
-
-@pytest.fixture(scope="module", params=["local", "cluster"])
-def backend(request):
-    """Every test of this module without a client (local threads), then on a real cluster."""
-    if request.param == "local":
-        assert default_client() is None
-        yield None
-    else:
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
 
 
 def _chunked(X: np.ndarray, y: np.ndarray) -> tuple[da.Array, da.Array]:

@@ -15,21 +15,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import distml.array as da
-from distml import Client, default_client, wait
+from distml import wait
 from distml.estimators.wrappers import Incremental, ParallelPostFit
 
 ROWS = (3000, 1000, 2500, 1500, 2000, 3500, 1000, 1500)  # 16,000 rows, uneven
-
-
-@pytest.fixture(scope="module", params=["local", "cluster"])
-def backend(request):
-    """Every test of this module without a client (local threads), then on a real cluster."""
-    if request.param == "local":
-        assert default_client() is None
-        yield None
-    else:
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
 
 
 @pytest.fixture(scope="module")

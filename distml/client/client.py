@@ -70,8 +70,10 @@ class Client:
         self._loop = shared_loop()
         self._states: dict[str, FutureState] = {}
         self._refcounts: dict[str, int] = {}
-        self._refs_lock = threading.Lock()
-        self._outgoing_lock = threading.Lock()
+        # Re-entrant: garbage collection can run a Future's __del__ (which releases) while
+        # this thread holds either lock; a plain lock deadlocked there.
+        self._refs_lock = threading.RLock()
+        self._outgoing_lock = threading.RLock()
         self._released: list[str] = []
         self._connected = threading.Event()
         #: key -> the tasks of the submission that made it (shared between its keys).
