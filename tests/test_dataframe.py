@@ -386,3 +386,14 @@ def test_persist(backend):
     assert len(held) == len(expected)
     if backend is not None:
         same(backend.compute(held, sync=True), expected)
+
+
+def test_a_row_that_does_not_parse_names_file_and_line(tmp_path, backend):
+    early = tmp_path / "early.csv"
+    early.write_text("a,b\n1,2\n3,4\n5,6,7,8\n9,10\n")
+    with pytest.raises(ValueError, match=r"early\.csv: line 4"):
+        dd.read_csv(str(early))  # found while sampling, before anything runs
+    late = tmp_path / "late.csv"
+    late.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(20000)) + "1,2,3\n")
+    with pytest.raises(ValueError, match=r"late\.csv: line 20002"):
+        dd.read_csv(str(late), blocksize="20KB").compute()

@@ -92,8 +92,27 @@ def parse_block(data: bytes, names: list, kwargs: dict, meta: pd.DataFrame) -> p
 
 def read_csv_block(path: str, offset: int, length: int, skip_first_line: bool, names: list,
                    kwargs: dict, meta: pd.DataFrame) -> pd.DataFrame:
-    """One partition of :func:`read_csv`: read a byte range of a file and parse it."""
-    return parse_block(read_block(path, offset, length, skip_first_line), names, kwargs, meta)
+    """One partition of :func:`read_csv`: read a byte range of a file and parse it. A row that
+    does not parse is reported with the file and its line number in that file."""
+    data = read_block(path, offset, length, skip_first_line)
+    try:
+        return parse_block(data, names, kwargs, meta)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ValueError(f"{path}: {_in_file_lines(path, offset, skip_first_line, str(exc))}") \
+            from exc
+
+
+def _in_file_lines(path: str, offset: int, skip_first_line: bool, message: str) -> str:
+    """Rewrite pandas' "line N" (counted from the block's start) as a line of the file."""
+    match = re.search(r"line (\d+)", message)
+    if match is None:
+        return message
+    with open(path, "rb") as f:
+        start = _after_newline(f, offset) if offset > 0 or skip_first_line else 0
+        f.seek(0)
+        before = f.read(start).count(b"\n")
+    line = before + int(match.group(1))
+    return f"line {line}: " + message[:match.start()] + f"line {line}" + message[match.end():]
 
 
 def _sample(path: str) -> tuple[bytes, bytes]:
@@ -140,12 +159,14 @@ def read_csv(path: Any, blocksize: int | str | None = "64MB", header: Any = "inf
     names = kwargs.pop("names", None)
     has_header = header == 0 or (header == "infer" and names is None)
     first_line, sample = _sample(files[0])
+    sample_path = files[0]
     if not has_header:
         sample = first_line + sample
     for other in files[1:]:  # a first file without rows tells no dtypes: look further
         if sample.strip():
             break
         line, sample = _sample(other)
+        sample_path = other
         if not has_header:
             sample = line + sample
     if names is None:
@@ -161,7 +182,11 @@ def read_csv(path: Any, blocksize: int | str | None = "64MB", header: Any = "inf
             names = list(range(width))
     else:
         names = list(names)
-    sampled = pd.read_csv(io.BytesIO(sample), header=None, names=names, **kwargs)
+    try:
+        sampled = pd.read_csv(io.BytesIO(sample), header=None, names=names, **kwargs)
+    except pd.errors.ParserError as exc:  # a bad row near the start: say where, now
+        raise ValueError(f"{sample_path}: {_in_file_lines(sample_path, 0, has_header, str(exc))}"
+                         ) from exc
     meta = sampled.iloc[:0]
     user_dtype = kwargs.get("dtype")
     if len(sampled) and (user_dtype is None or isinstance(user_dtype, dict)):
