@@ -47,6 +47,7 @@ it with cloudpickle for by-value pickling.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import datetime as _dt
 import faulthandler
@@ -168,21 +169,23 @@ def _prefix(name: str) -> str:
 # Systems under test (used in the child process only)
 # ----------------------------------------------------------------------------------------------
 
-class System:
+class System(abc.ABC):
     """One runtime: start/stop a 2x1 local cluster and run the benchmark operations on it."""
 
     name = "?"
     client: Any = None
 
+    @abc.abstractmethod
     def versions(self) -> dict[str, str]:
-        raise NotImplementedError
+        """Package versions of this system, for the report."""
 
+    @abc.abstractmethod
     def start(self) -> float:
         """Start cluster + client; return seconds from cluster start to all workers ready."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop client and cluster."""
 
     def scheduler_task_count(self) -> int | None:
         return None
