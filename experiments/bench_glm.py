@@ -27,23 +27,15 @@ import argparse
 import gc
 import json
 import platform
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import make_classification
 
+from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, model = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        model = fit()
-        times.append(time.perf_counter() - start)
-    return min(times), model
 
 
 def rel_diff(coef: np.ndarray, ref: np.ndarray) -> float:
@@ -59,19 +51,10 @@ def run_sklearn(X: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
 
 def run_distml(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int) -> dict[str, Any]:
     import distml.array as da
-    from distml import Client
     from distml.estimators.linear_model._glm import LogisticRegression
 
-    starts = range(0, len(X), chunk)
-    rows = tuple(min(chunk, len(X) - s) for s in starts)
-    with Client(n_workers=2, threads_per_worker=1) as client:
-        x_blocks = client.scatter([X[s:s + chunk] for s in starts])
-        y_blocks = client.scatter([y[s:s + chunk] for s in starts])
-        Xd = da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)),
-                            dtype=X.dtype)
-        yd = da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype)
-        LogisticRegression().fit(da.from_array(X[:2000], chunks=(500, X.shape[1])),
-                                 da.from_array(y[:2000], chunks=500))  # warm-up: imports
+    with distml_data(X, y, chunk) as (Xd, yd):
+        LogisticRegression().fit(*warm_up_sample(X, y, 2000, da.from_array))
         seconds, model = best_of(lambda: LogisticRegression().fit(Xd, yd), repeat)
     return {"system": "distml (2 workers x 1 thread)", "seconds": seconds,
             "n_iter": int(model.n_iter_[0]), "coef": model.coef_}
@@ -81,18 +64,12 @@ def run_dask_ml(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int) -> dict[s
     name = "dask-ml lbfgs (2 workers x 1 thread)"
     try:
         import dask.array as dsa
-        from dask.distributed import Client, LocalCluster, wait
         from dask_ml.linear_model import LogisticRegression
     except ImportError as exc:
         return {"system": name, "seconds": None, "n_iter": None, "coef": None,
                 "note": f"n/a ({exc})"}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
-        Xd = dsa.from_array(X, chunks=(chunk, X.shape[1])).persist()
-        yd = dsa.from_array(y, chunks=(chunk,)).persist()
-        wait([Xd, yd])
-        LogisticRegression(solver="lbfgs").fit(  # warm-up: imports on the workers
-            dsa.from_array(X[:2000], chunks=(500, X.shape[1])), dsa.from_array(y[:2000], 500))
+    with dask_data(X, y, chunk) as (Xd, yd):
+        LogisticRegression(solver="lbfgs").fit(*warm_up_sample(X, y, 2000, dsa.from_array))
         seconds, model = best_of(lambda: LogisticRegression(solver="lbfgs").fit(Xd, yd),
                                  repeat)
     n_iter = getattr(model, "n_iter_", None)

@@ -38,25 +38,17 @@ import gc
 import json
 import platform
 import warnings
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import SGDClassifier as SkSGDClassifier
 
+from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 SGD = dict(tol=None, random_state=0)
-
-
-def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, model = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        model = fit()
-        times.append(time.perf_counter() - start)
-    return min(times), model
 
 
 def row(system: str, epochs: int, seconds: float | None, accuracy: float | None,
@@ -95,20 +87,11 @@ def run_sklearn(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nda
 def run_distml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
                chunk: int, repeat: int) -> list[dict[str, Any]]:
     import distml.array as da
-    from distml import Client
     from distml.estimators.linear_model._sgd import SGDClassifier
 
-    starts = range(0, len(X), chunk)
-    rows = tuple(min(chunk, len(X) - s) for s in starts)
     out = []
-    with Client(n_workers=2, threads_per_worker=1) as client:
-        x_blocks = client.scatter([X[s:s + chunk] for s in starts])
-        y_blocks = client.scatter([y[s:s + chunk] for s in starts])
-        Xd = da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)),
-                            dtype=X.dtype)
-        yd = da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype)
-        SGDClassifier(n_epochs=1, **SGD).fit(  # warm-up: imports on the workers
-            da.from_array(X[:4000], chunks=(1000, X.shape[1])), da.from_array(y[:4000], 1000))
+    with distml_data(X, y, chunk) as (Xd, yd):
+        SGDClassifier(n_epochs=1, **SGD).fit(*warm_up_sample(X, y, 4000, da.from_array))
         for epochs in (1, 5):
             seconds, model = best_of(
                 lambda: SGDClassifier(n_epochs=epochs, **SGD).fit(Xd, yd, classes=[0, 1]),
@@ -123,20 +106,14 @@ def run_dask_ml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nda
     name = "dask-ml Incremental(SGDClassifier) (2 workers x 1 thread)"
     try:
         import dask.array as dsa
-        from dask.distributed import Client, LocalCluster, wait
         from dask_ml.wrappers import Incremental
     except ImportError as exc:
         return [row(name, 1, None, None, note=f"n/a ({exc})")]
     warnings.filterwarnings("ignore", message="Sending large graph")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
-        Xd = dsa.from_array(X, chunks=(chunk, X.shape[1])).persist()
-        yd = dsa.from_array(y, chunks=(chunk,)).persist()
-        wait([Xd, yd])
+    with dask_data(X, y, chunk) as (Xd, yd):
         classes = np.unique(y)
-        Incremental(SkSGDClassifier(**SGD)).fit(  # warm-up: imports on the workers
-            dsa.from_array(X[:4000], chunks=(1000, X.shape[1])), dsa.from_array(y[:4000], 1000),
-            classes=classes)
+        Incremental(SkSGDClassifier(**SGD)).fit(*warm_up_sample(X, y, 4000, dsa.from_array),
+                                                classes=classes)
         seconds, model = best_of(
             lambda: Incremental(SkSGDClassifier(**SGD)).fit(Xd, yd, classes=classes), repeat)
     return [row(name, 1, seconds, float(model.estimator_.score(X_test, y_test)))]

@@ -1,0 +1,57 @@
+"""What the estimator benchmarks share: best-of timing, and the same row-chunked data placed on
+the workers of a 2 x 1 distml cluster or a 2 x 1 Dask cluster before the clock starts."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+
+def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Fastest of ``repeat`` runs of ``fit``, and the last result."""
+    times, model = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        model = fit()
+        times.append(time.perf_counter() - start)
+    return min(times), model
+
+
+@contextmanager
+def distml_data(X: np.ndarray, y: np.ndarray, chunk: int) -> Iterator[tuple[Any, Any]]:
+    """``(X, y)`` as distml arrays whose row blocks already live on a 2-worker cluster."""
+    import distml.array as da
+    from distml import Client
+
+    starts = range(0, len(X), chunk)
+    rows = tuple(min(chunk, len(X) - s) for s in starts)
+    with Client(n_workers=2, threads_per_worker=1) as client:
+        x_blocks = client.scatter([X[s:s + chunk] for s in starts])
+        y_blocks = client.scatter([y[s:s + chunk] for s in starts])
+        yield (da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)),
+                              dtype=X.dtype),
+               da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype))
+
+
+@contextmanager
+def dask_data(X: np.ndarray, y: np.ndarray, chunk: int) -> Iterator[tuple[Any, Any]]:
+    """``(X, y)`` as dask arrays persisted on a 2-worker dask LocalCluster."""
+    import dask.array as dsa
+    from dask.distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        Xd = dsa.from_array(X, chunks=(chunk, X.shape[1])).persist()
+        yd = dsa.from_array(y, chunks=(chunk,)).persist()
+        wait([Xd, yd])
+        yield Xd, yd
+
+
+def warm_up_sample(X: np.ndarray, y: np.ndarray, rows: int, from_array: Callable) -> tuple:
+    """A small chunked sample to fit once before timing, so module imports on the workers are
+    not timed."""
+    return (from_array(X[:rows], chunks=(rows // 4, X.shape[1])),
+            from_array(y[:rows], chunks=rows // 4))
