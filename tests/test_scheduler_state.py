@@ -140,6 +140,22 @@ def test_lost_worker_reschedules_and_recomputes():
     assert "x" in ran and ran[-1] == "z"  # x lived only on the dead worker: recomputed
 
 
+def test_lost_result_the_client_already_holds_is_not_recomputed_until_needed():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec(), "big": spec()}, ["x", "big"])
+    s.task_finished(A, "x", 8, 0.001, value=b"inline")  # small: the client got the bytes
+    s.task_finished(A, "big", 10**6, 0.001)  # large: the client would fetch it from A
+    s.add_worker(B, 1)
+    out = s.remove_worker(A, "killed")
+    assert [m["key"] for m in ops(out, C, "key-recomputing")] == ["big"]
+    assert computes(out, B) == ["big"]
+    assert s.tasks["x"].state == RELEASED
+    out = s.update_graph(C, {"y": spec("x")}, ["y"])  # now a task needs x on a worker again
+    assert computes(out, B) == ["x"]
+    out = s.task_finished(B, "x", 8, 0.001, value=b"inline")
+    assert computes(out, B) == ["y"]
+
+
 def test_poison_task_fails_after_allowed_failures():
     s = new_state(A, allowed_failures=2)
     s.update_graph(C, {"x": spec()}, ["x"])

@@ -27,7 +27,7 @@ class TaskState:
         "key", "state", "payload", "prefix", "priority", "dependencies", "dependents",
         "waiting_on", "waiters", "who_wants", "who_has", "processing_on", "nbytes",
         "exception", "traceback", "exception_text", "erred_key", "suspicious", "retries",
-        "stealing_to", "started", "erred_kind",
+        "stealing_to", "started", "erred_kind", "delivered",
     )
 
     def __init__(self, key: str, payload: Any, prefix: str, priority: tuple, retries: int = 0):
@@ -44,6 +44,8 @@ class TaskState:
         #: Dependents that still need this task's result.
         self.waiters: set[TaskState] = set()
         self.who_wants: set[ClientState] = set()
+        #: Wanting clients that were sent the (small) result itself and so hold it.
+        self.delivered: set[ClientState] = set()
         self.who_has: set[WorkerState] = set()
         self.processing_on: WorkerState | None = None
         self.nbytes = 0

@@ -104,6 +104,7 @@ class SchedulerState:
             cs.wants.clear()
             for ts in wanted:
                 ts.who_wants.discard(cs)
+                ts.delivered.discard(cs)
             self._check_needed(wanted)
         return self._flush()
 
@@ -176,6 +177,7 @@ class SchedulerState:
             ts = self.tasks.get(key)
             if ts is not None and cs is not None and cs in ts.who_wants:
                 ts.who_wants.discard(cs)
+                ts.delivered.discard(cs)
                 cs.wants.discard(ts)
                 touched.append(ts)
         self._check_needed(touched)
@@ -480,6 +482,9 @@ class SchedulerState:
                    "workers": [ws.address for ws in ts.who_has]}
             if value is not None:
                 msg["value"] = value
+                ts.delivered.add(cs)
+            else:
+                ts.delivered.discard(cs)
             self._send(cs.id, msg)
         elif ts.state == ERRED:
             self._send(cs.id, {"op": "key-erred", "key": ts.key, "exception": ts.exception,
@@ -636,11 +641,13 @@ class SchedulerState:
         """The last copies of ``lost`` are gone: recompute what anything still needs.
 
         All of them are marked released first, so that no recomputation is placed on the belief
-        that another lost result is still in memory.
+        that another lost result is still in memory. A result that every wanting client already
+        holds (it came inline) and no task waits for stays released: it is recomputed only if
+        something asks for it again.
         """
         for ts in lost:
             self._transition(ts, RELEASED)
-            for cs in ts.who_wants:
+            for cs in ts.who_wants - ts.delivered:
                 self._send(cs.id, {"op": "key-recomputing", "key": ts.key, "reason": why})
         for ts in lost:
             for dep in ts.dependents:
@@ -659,6 +666,8 @@ class SchedulerState:
                 continue  # already restarted as an input of another lost task
             if not self._needed(ts):
                 self._check_needed([ts])
+            elif not ts.waiters and ts.who_wants <= ts.delivered:
+                continue
             elif ts.payload is None:
                 self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost: {why}",
                                 ts.key, "lost")
