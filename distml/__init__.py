@@ -19,6 +19,8 @@ _EXPORTS = {
     "wait": "distml.client.future",
     "LocalCluster": "distml.cluster",
     "Config": "distml.config",
+    **{name: "distml.worker.context" for name in (
+        "get_client", "get_worker", "worker_client", "secede", "rejoin")},
     **{name: "distml.errors" for name in (
         "AuthenticationError", "CancelledError", "CommClosedError", "CycleError", "DistmlError",
         "GraphError", "KeyLostError", "ProtocolError", "RemoteTaskError", "SerializationError",

@@ -71,7 +71,7 @@ class WorkerState:
     """What the scheduler knows of one worker."""
 
     __slots__ = ("address", "name", "nthreads", "memory_limit", "processing", "occupancy",
-                 "has_what", "nbytes", "paused", "metrics")
+                 "has_what", "nbytes", "paused", "metrics", "long_running")
 
     def __init__(self, address: str, name: str, nthreads: int, memory_limit: int):
         self.address = address
@@ -80,6 +80,9 @@ class WorkerState:
         self.memory_limit = memory_limit
         #: Task -> estimated duration, for every task sent to this worker and not yet back.
         self.processing: dict[TaskState, float] = {}
+        #: Processing tasks that gave their thread back while they wait (they run, but do not
+        #: occupy a thread: see ``SchedulerState.task_seceded``).
+        self.long_running: set[TaskState] = set()
         self.occupancy = 0.0
         self.has_what: set[TaskState] = set()
         self.nbytes = 0
@@ -89,6 +92,10 @@ class WorkerState:
 
     def load(self) -> float:
         return self.occupancy / self.nthreads
+
+    def busy_threads(self) -> int:
+        """Tasks sent here that hold (or wait for) a thread."""
+        return len(self.processing) - len(self.long_running)
 
     def __repr__(self) -> str:
         return f"<Worker {self.address} processing={len(self.processing)}>"

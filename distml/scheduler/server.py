@@ -35,6 +35,8 @@ WORKER_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "paused": (("paused", bool),),
     "goodbye": (),
     "started": (_KEYS,),
+    "secede": (("key", str),),
+    "rejoin": (("key", str),),
 }
 CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "update-graph": (("tasks", dict), _KEYS),
@@ -245,6 +247,10 @@ class Scheduler:
             self._apply(s.heartbeat, address, msg)
         elif op == "started":
             self._apply(s.task_started, address, msg["keys"])
+        elif op == "secede":
+            self._apply(s.task_seceded, address, msg["key"])
+        elif op == "rejoin":
+            self._apply(s.task_rejoined, address, msg["key"])
         elif op == "goodbye":
             self._leaving.add(address)
 

@@ -45,6 +45,8 @@ class SchedulerState:
         #: key -> {worker: nbytes} for results workers hold that no task here names yet.
         self.unclaimed: dict[str, dict[str, int]] = {}
         self._unclaimed_marked: set[str] = set()
+        #: Processing tasks that seceded at some point (their run time includes waiting).
+        self._seceded: set[TaskState] = set()
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
@@ -84,7 +86,7 @@ class SchedulerState:
     def _has_room(self, ws: WorkerState) -> bool:
         if ws.paused:
             return False
-        n = len(ws.processing)
+        n = ws.busy_threads()
         if n < ws.nthreads:
             return True
         return (ws.occupancy < ws.nthreads * self.config.worker_saturation_seconds
@@ -325,9 +327,10 @@ class SchedulerState:
         if ts.processing_on is not ws:
             self._send(worker, {"op": "free", "keys": [key]})
             return self._flush()
-        old = self.durations.get(ts.prefix)
-        measured = duration + TASK_OVERHEAD
-        self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
+        if ts not in self._seceded:  # a task that waited on others says little of its kind
+            old = self.durations.get(ts.prefix)
+            measured = duration + TASK_OVERHEAD
+            self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
         self._arrived(ts, ws, nbytes, value)
         return self._flush()
 
@@ -338,6 +341,28 @@ class SchedulerState:
             ts = self.tasks.get(key)
             if ts is not None and ts.state == PROCESSING and ts.processing_on is ws:
                 ts.started = True
+        return self._flush()
+
+    def task_seceded(self, worker: str, key: str, stimulus_id: str = "") -> Outbox:
+        """The task ``key`` on ``worker`` gave its thread back while it waits (on tasks it
+        submitted): it stops counting against the worker's threads and estimated work, so that
+        the tasks it waits for can be placed there."""
+        ts = self.tasks.get(key)
+        ws = self.workers.get(worker)
+        if ts is not None and ws is not None and ts.state == PROCESSING \
+                and ts.processing_on is ws and ts not in ws.long_running:
+            ws.long_running.add(ts)
+            self._seceded.add(ts)
+            ws.occupancy = max(0.0, ws.occupancy - ws.processing[ts])
+            ws.processing[ts] = 0.0
+        return self._flush()
+
+    def task_rejoined(self, worker: str, key: str, stimulus_id: str = "") -> Outbox:
+        """The seceded task ``key`` holds a thread of ``worker`` again."""
+        ts = self.tasks.get(key)
+        ws = self.workers.get(worker)
+        if ts is not None and ws is not None:
+            ws.long_running.discard(ts)
         return self._flush()
 
     def task_erred(self, worker: str, key: str, exception: Any, traceback: Any, text: str,
@@ -412,17 +437,18 @@ class SchedulerState:
         if self._queue or len(self.workers) < 2:
             return self._flush()
         idle = [ws for ws in self.workers.values()
-                if len(ws.processing) < ws.nthreads and not ws.paused]
+                if ws.busy_threads() < ws.nthreads and not ws.paused]
         if not idle:
             return self._flush()
         victims = sorted((ws for ws in self.workers.values()
-                          if len(ws.processing) > ws.nthreads),
+                          if ws.busy_threads() > ws.nthreads),
                          key=WorkerState.load, reverse=True)
         planned = {ws: ws.occupancy for ws in idle}
         for victim in victims:
-            movable = sorted((ts for ts in victim.processing if ts.stealing_to is None),
+            movable = sorted((ts for ts in victim.processing
+                              if ts.stealing_to is None and ts not in victim.long_running),
                              key=lambda t: t.priority, reverse=True)
-            surplus = len(victim.processing) - victim.nthreads
+            surplus = victim.busy_threads() - victim.nthreads
             for ts in movable[:surplus]:
                 thief = min(planned, key=lambda w: planned[w] / w.nthreads)
                 estimate = victim.processing[ts]
@@ -585,6 +611,8 @@ class SchedulerState:
         ws = ts.processing_on
         if ws is not None:
             estimate = ws.processing.pop(ts, 0.0)
+            ws.long_running.discard(ts)
+            self._seceded.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - estimate)
             if not ws.processing:
                 ws.occupancy = 0.0

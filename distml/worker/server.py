@@ -22,10 +22,11 @@ from distml.errors import CommClosedError, ProtocolError
 from distml.pool import ConnectionPool
 from distml.protocol import serialize
 from distml.sizeof import sizeof
+from distml.worker.context import close_worker_client
 from distml.worker.runner import TaskRunner, encode_exception
 from distml.worker.spill import SpillBuffer
-from distml.worker.state import (Execute, Fetch, Forget, Instruction, SendToScheduler,
-                                 WorkerStateMachine)
+from distml.worker.state import (Execute, Fetch, Forget, Instruction, Interrupt,
+                                 SendToScheduler, WorkerStateMachine)
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Worker:
         await self.listener.start()
         self.state = WorkerStateMachine(self.nthreads, self.address, prefetch=self.nthreads)
         self.runner = TaskRunner(self.nthreads, self._loop, self._runner_events,
-                                 self.config.inline_result_bytes)
+                                 self.config.inline_result_bytes, worker=self)
         await self._register(self.config.connect_timeout)
         self._spawn(self._scheduler_loop())
         self._spawn(self._heartbeat())
@@ -154,6 +155,7 @@ class Worker:
             task.cancel()
         if self.runner is not None:
             self.runner.stop()
+        await asyncio.get_running_loop().run_in_executor(None, close_worker_client, self)
         self.data.close()
         self._closed.set()
 
@@ -212,6 +214,8 @@ class Worker:
                 self._spawn(self._fetch(inst.address, inst.keys))
             elif isinstance(inst, Forget):
                 self.data.pop(inst.key, None)
+            elif isinstance(inst, Interrupt):
+                self.runner.interrupt(inst.key)
 
     # ------------------------------------------------------------------ execution
     def _execute(self, key: str) -> None:
@@ -231,10 +235,18 @@ class Worker:
             self.stream.send({"op": "started", "keys": started})
         instructions: list[Instruction] = []
         for event in events:
-            if event[0] != "finished":
+            kind, key = event[0], event[1]
+            if kind == "seceded":
+                instructions += self.state.secede(key)
                 continue
-            key = event[1]
-            if event[2] == "ok":
+            if kind == "rejoined":
+                instructions += self.state.rejoin(key)
+                continue
+            if kind != "finished":
+                continue
+            if event[2] == "interrupted":
+                instructions += self.state.task_interrupted(key)
+            elif event[2] == "ok":
                 _, _, _, value, nbytes, duration, inline = event
                 task = self.state.tasks.get(key)
                 if task is not None and task.state != "cancelled":
@@ -243,6 +255,8 @@ class Worker:
             else:
                 _, _, _, exception, trace, text = event
                 instructions += self.state.task_failed(key, exception, trace, text)
+            if key not in self.state.tasks:  # a payload sent again while the old run went on
+                self.payloads.pop(key, None)
         self._carry_out(instructions)
 
     # ------------------------------------------------------------------ peers

@@ -41,13 +41,20 @@ class SendToScheduler:
 
 
 @dataclass
+class Interrupt:
+    """Stop the running task ``key`` (its result is no longer wanted)."""
+
+    key: str
+
+
+@dataclass
 class Forget:
     """Drop the value of ``key`` from memory."""
 
     key: str
 
 
-Instruction = Execute | Fetch | SendToScheduler | Forget
+Instruction = Execute | Fetch | SendToScheduler | Forget | Interrupt
 
 
 @dataclass(eq=False)
@@ -77,6 +84,8 @@ class WorkerStateMachine:
         #: key -> nbytes for every value held.
         self.in_memory: dict[str, int] = {}
         self.executing: set[str] = set()
+        #: Running tasks that gave their thread back while they wait (see :meth:`secede`).
+        self.seceded: set[str] = set()
         self._ready: list[tuple[tuple, int, str]] = []
         self._counter = itertools.count()
         #: input key -> peers that may hold it, not yet tried.
@@ -133,6 +142,7 @@ class WorkerStateMachine:
             if task is not None:
                 if task.state == EXECUTING:
                     task.state = CANCELLED
+                    out.append(Interrupt(key))
                 elif task.state != CANCELLED:
                     self._drop_task(task)
             if key in self.in_memory:
@@ -166,6 +176,35 @@ class WorkerStateMachine:
         self.paused = paused
         return self._start_executions()
 
+    # ------------------------------------------------------------------ tasks that wait
+    def secede(self, key: str) -> list[Instruction]:
+        """The task running ``key`` gave its thread back while it waits (typically on tasks it
+        submitted): its slot goes to the next ready task, and the scheduler stops counting it
+        against this worker's threads. Without this, a task gathering its children on a
+        one-thread worker would wait for work that can never start."""
+        if key not in self.executing:
+            return []
+        self.executing.discard(key)
+        self.seceded.add(key)
+        out: list[Instruction] = []
+        task = self.tasks.get(key)
+        if task is not None and task.state == EXECUTING:
+            out.append(SendToScheduler({"op": "secede", "key": key}))
+        out.extend(self._start_executions())
+        return out
+
+    def rejoin(self, key: str) -> list[Instruction]:
+        """The seceded task ``key`` takes a thread slot again (its thread waits in the I/O layer
+        until a running task leaves one)."""
+        if key not in self.seceded:
+            return []
+        self.seceded.discard(key)
+        self.executing.add(key)
+        task = self.tasks.get(key)
+        if task is not None and task.state == EXECUTING:
+            return [SendToScheduler({"op": "rejoin", "key": key})]
+        return []
+
     # ------------------------------------------------------------------ execution outcomes
     def task_done(self, key: str, nbytes: int, duration: float, inline: bytes | None = None,
                   ) -> list[Instruction]:
@@ -173,6 +212,7 @@ class WorkerStateMachine:
         pickled value when it is small enough to travel with the message."""
         task = self.tasks.pop(key, None)
         self.executing.discard(key)
+        self.seceded.discard(key)
         out: list[Instruction] = []
         if task is None or task.state == CANCELLED:
             out.append(Forget(key))
@@ -190,11 +230,32 @@ class WorkerStateMachine:
                     ) -> list[Instruction]:
         task = self.tasks.pop(key, None)
         self.executing.discard(key)
+        self.seceded.discard(key)
         out: list[Instruction] = []
         if task is not None and task.state != CANCELLED:
             out.append(SendToScheduler({"op": "task-erred", "key": key, "exception": exception,
                                         "traceback": traceback, "text": text}))
             self._release_inputs(task)
+        out.extend(self._start_executions())
+        return out
+
+    def task_interrupted(self, key: str) -> list[Instruction]:
+        """The run of ``key`` was stopped after :class:`Interrupt`. If the scheduler wanted it
+        again meanwhile, it runs once more from the start."""
+        task = self.tasks.get(key)
+        self.executing.discard(key)
+        self.seceded.discard(key)
+        out: list[Instruction] = []
+        if task is not None and task.state == EXECUTING:
+            lacking = [d for d in task.dependencies if d not in self.in_memory]
+            if lacking:  # an input went meanwhile: the scheduler places the task again
+                out.append(SendToScheduler({"op": "missing-data", "key": key,
+                                            "dep": lacking[0], "holders": []}))
+                self._drop_task(task)
+            else:
+                self._make_ready(task)
+        elif task is not None:
+            self._drop_task(task)
         out.extend(self._start_executions())
         return out
 
