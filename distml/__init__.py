@@ -19,6 +19,8 @@ _EXPORTS = {
     "wait": "distml.client.future",
     "LocalCluster": "distml.cluster",
     "Config": "distml.config",
+    "progress": "distml.diagnostics.progress",
+    "report_activity": "distml.diagnostics.activity",
     **{name: "distml.worker.context" for name in (
         "get_client", "get_worker", "worker_client", "secede", "rejoin")},
     **{name: "distml.errors" for name in (

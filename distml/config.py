@@ -79,6 +79,15 @@ class Config:
     transition_log_length: int = 100_000
     #: How many times a task may be on a worker that dies before it is failed.
     allowed_failures: int = 3
+    #: Progress bars (``distml.progress``, long computes, fits, searches) on interactive
+    #: terminals; ``DISTML_PROGRESS=0`` turns them off.
+    progress: bool = True
+    #: The scheduler serves a dashboard over HTTP (token-protected, on the scheduler's
+    #: interface) on ``dashboard_port`` (0: a free port).
+    dashboard: bool = True
+    dashboard_port: int = 0
+    #: Finished tasks whose timings the scheduler keeps for the task stream and reports.
+    task_stream_length: int = 100_000
     #: TLS (``tls://`` addresses): this peer's certificate and key (PEM files), and the CA file
     #: that peers' certificates must chain to. With all three, both sides are verified.
     tls_cert: str | None = None

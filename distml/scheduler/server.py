@@ -16,6 +16,7 @@ from typing import Any, Callable
 from distml.batched import BatchedStream, unbatch
 from distml.comm import Comm, Listener
 from distml.config import Config
+from distml.diagnostics.recorder import MEMORY_SAMPLE_SECONDS, Recorder
 from distml.errors import CommClosedError, ProtocolError
 from distml.scheduler.state import Outbox, SchedulerState
 
@@ -49,6 +50,7 @@ CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "story": (_KEYS, ("id", int)),
     "info": (("id", int),),
     "heartbeat": (),
+    "activity": (("name", str),),
 }
 
 
@@ -114,6 +116,8 @@ class Scheduler:
         self._closed = asyncio.Event()
         self._worker_joined = asyncio.Event()
         self.started = time.time()
+        #: Task timings, worker memory over time, activities: for the dashboard and reports.
+        self.recorder = Recorder(self.config.task_stream_length)
 
     @property
     def address(self) -> str:
@@ -232,7 +236,9 @@ class Scheduler:
                 raise ProtocolError("task-finished: 'value' must be bytes")
             self._apply(s.task_finished, address, msg["key"], msg["nbytes"], msg["duration"],
                         value)
+            self.recorder.task_finished(address, msg["key"], msg["duration"], self._received)
         elif op == "task-erred":
+            self.recorder.task_erred(address, msg["key"], self._received)
             self._apply(s.task_erred, address, msg["key"], msg.get("exception"),
                         msg.get("traceback"), msg["text"])
         elif op == "add-replica":
@@ -332,6 +338,7 @@ class Scheduler:
             await comm.close()
             self._received = time.time()
             self._apply(self.state.remove_client, client_id)
+            self.recorder.activities.remove_client(client_id)
             logger.info("client %s disconnected", client_id)
 
     def _client_message(self, client_id: str, msg: dict[str, Any]) -> None:
@@ -350,6 +357,8 @@ class Scheduler:
             self._apply(s.retry, client_id, msg["keys"])
         elif op == "scatter":
             self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"])
+        elif op == "activity":
+            self.recorder.activities.update(client_id, msg)
         elif op in ("who-has", "story", "info"):
             self.streams[client_id].send({"op": "reply", "id": msg["id"],
                                           "result": self._query(op, msg)})
@@ -382,9 +391,13 @@ class Scheduler:
         """Work stealing and lost-worker detection; the only place that looks at the clock."""
         tick = 0.1
         next_sweep = time.monotonic() + self.config.unclaimed_timeout / 2
+        next_sample = 0.0
         while not self._closed.is_set():
             await asyncio.sleep(tick)
             self._received = time.time()
+            if self._received >= next_sample:
+                next_sample = self._received + MEMORY_SAMPLE_SECONDS
+                self.recorder.sample_memory(self.state.workers.values(), self._received)
             self._apply(self.state.balance)
             if time.monotonic() > next_sweep:
                 next_sweep = time.monotonic() + self.config.unclaimed_timeout / 2

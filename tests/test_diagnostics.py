@@ -1,0 +1,166 @@
+"""Progress bars, activity reports, the scheduler's task stream and memory history, performance
+reports and cluster-state dumps, on real clusters."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+
+import distml
+from distml import Client
+from distml.diagnostics import ProgressBar, finish_activity, progress_enabled, report_activity
+from distml.diagnostics.progress import futures_of
+
+from conftest import wait_until
+
+
+def inc(x):
+    return x + 1
+
+
+def fail(x):
+    raise ValueError(f"bad {x}")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# ---------------------------------------------------------------------- progress bars
+def test_progress_bar_quiet_without_terminal(capsys):
+    with ProgressBar(5, "quiet") as bar:
+        for _ in range(5):
+            bar.update()
+    assert bar.disabled and bar.n == 5
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_draws_on_terminal_unless_switched_off(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.delenv("DISTML_PROGRESS", raising=False)
+    assert progress_enabled()
+    with ProgressBar(3, "loading", unit="chunk") as bar:
+        bar.update(2)
+        bar.update()
+    assert not bar.disabled
+    text = terminal.getvalue()
+    assert "loading" in text and "3/3" in text and "chunk" in text
+    bar.update()  # after close: ignored
+    assert bar.n == 3
+
+    monkeypatch.setenv("DISTML_PROGRESS", "0")
+    assert not progress_enabled()
+    before = len(terminal.getvalue())
+    with ProgressBar(2, "off") as bar:
+        bar.update(2)
+    assert bar.disabled and len(terminal.getvalue()) == before
+    assert not progress_enabled(distml.Config(progress=False))
+
+
+def test_progress_bar_rejects_bad_total():
+    with pytest.raises(ValueError, match="non-negative integer"):
+        ProgressBar(-1, "x")
+    with pytest.raises(ValueError, match="non-negative integer"):
+        ProgressBar(2.5, "x")
+
+
+def test_progress_waits_for_futures_lists_and_dicts(client, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    futures = client.map(inc, range(20))
+    assert distml.progress(futures, desc="incs") is futures
+    assert all(f.done() for f in futures)
+    assert "incs" in terminal.getvalue() and "20/20" in terminal.getvalue()
+    named = {"a": client.submit(inc, 1), "b": [client.submit(inc, 2)]}
+    distml.progress(named, disable=True)
+    assert named["a"].done() and named["b"][0].done()
+    failing = client.map(fail, range(3))
+    distml.progress(failing)  # failures count as done; the error comes with the result
+    assert all(f.status == "error" for f in failing)
+    assert "failed=3" in terminal.getvalue()
+    with pytest.raises(ValueError, match="bad 0"):
+        failing[0].result()
+
+
+def test_progress_on_persisted_collection(client):
+    import distml.array as da
+
+    x = da.from_array(np.arange(100.0), chunks=10)
+    with pytest.raises(ValueError, match="not persisted"):
+        distml.progress(x)
+    persisted = client.persist(x + 1)
+    assert len(futures_of(persisted)) == 10
+    assert distml.progress(persisted) is persisted
+    assert all(f.done() for f in futures_of(persisted))
+    np.testing.assert_array_equal(persisted.compute(), np.arange(100.0) + 1)
+    with pytest.raises(TypeError, match="futures or a persisted collection"):
+        distml.progress(42)
+
+
+# ---------------------------------------------------------------------- activities
+def test_report_activity_reaches_the_scheduler(cluster, client):
+    board = cluster.scheduler.recorder.activities
+    report_activity("search", kind="search", done=12, total=48, best_score=np.float64(0.93))
+    wait_until(lambda: len(board.snapshot()) == 1, what=lambda: board.snapshot())
+    entry = board.snapshot()[0]
+    assert entry["name"] == "search" and entry["client"] == client.id
+    assert entry["fields"] == {"kind": "search", "done": 12, "total": 48, "best_score": 0.93}
+    report_activity("search", kind="search", done=13, total=48, best_score=0.94)
+    wait_until(lambda: board.snapshot()[0]["fields"]["done"] == 13)
+    finish_activity("search")
+    wait_until(lambda: not board.snapshot())
+    report_activity("fit", epoch=1)
+    wait_until(lambda: len(board.snapshot()) == 1)
+    client.close()  # a client's activities end with it
+    wait_until(lambda: not board.snapshot())
+
+
+def test_report_activity_checks_fields_and_is_silent_without_client():
+    assert distml.default_client() is None
+    report_activity("nobody-listens", done=1)  # no client: nothing happens
+    with pytest.raises(ValueError, match="must be a number, string"):
+        report_activity("x", model=object())
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        report_activity("")
+    with pytest.raises(ValueError, match="longer than"):
+        report_activity("x", note="y" * 500)
+
+
+def test_activity_board_is_bounded_and_refuses_bad_messages():
+    from distml.diagnostics.activity import ActivityBoard
+    from distml.errors import ProtocolError
+
+    board = ActivityBoard(limit=3)
+    for i in range(5):
+        board.update("c", {"name": f"a{i}", "fields": {"i": i}})
+    assert [e["name"] for e in board.snapshot()] == ["a4", "a3", "a2"]
+    with pytest.raises(ProtocolError, match="fields must be a dict"):
+        board.update("c", {"name": "x", "fields": [1, 2]})
+    with pytest.raises(ProtocolError, match="must be a number"):
+        board.update("c", {"name": "x", "fields": {"a": {"nested": 1}}})
+    with pytest.raises(ProtocolError, match="name must be"):
+        board.update("c", {"name": 7, "fields": {}})
+
+
+def test_hostile_activity_message_disconnects_only_that_client(cluster, client):
+    from distml.batched import unbatch
+    from distml.comm import connect
+    from distml.loop import shared_loop
+
+    async def misbehave():
+        comm = await connect(cluster.scheduler_address, cluster.config)
+        await comm.send({"op": "register-client", "client": "client-rogue-activity"})
+        await comm.recv()
+        await comm.send({"op": "activity", "name": "x", "fields": {"a": [1, 2, 3]}})
+        reply, _ = await comm.recv()
+        await comm.close()
+        return unbatch(reply)[-1]
+
+    reply = shared_loop().run(misbehave(), timeout=10)
+    assert reply["op"] == "error" and "must be a number" in reply["message"]
+    assert client.submit(inc, 1).result() == 2
