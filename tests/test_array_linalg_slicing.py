@@ -69,8 +69,52 @@ def test_linalg_errors(data):
         x @ x
     with pytest.raises(ValueError, match="not aligned"):
         da.tensordot(x, x, axes=([0], [1]))
-    with pytest.raises(ValueError, match="1-d and 2-d"):
-        da.ones((2, 3, 4), chunks=2) @ da.ones((4, 2), chunks=2)
+    with pytest.raises(ValueError, match=r"do not broadcast: 2 != 5 \(batch axis 0\)"):
+        da.ones((2, 3, 4), chunks=2) @ da.ones((5, 4, 2), chunks=2)
+    with pytest.raises(ValueError, match=r"not aligned: 4 \(axis 2\) != 3 \(axis 1\)"):
+        da.ones((2, 3, 4), chunks=2) @ da.ones((2, 3, 4), chunks=2)
+    with pytest.raises(ValueError, match="operand 1 does not have enough dimensions"):
+        da.matmul(x, 2.0)
+    with pytest.raises(np.exceptions.AxisError, match="axis 3 of b"):
+        da.tensordot(x, x, axes=([0], [3]))
+    with pytest.raises(ValueError, match="repeated axis"):
+        da.tensordot(x, x, axes=([0, 0], [0, 1]))
+    with pytest.raises(ValueError, match="axes=3 needs"):
+        da.tensordot(x, x, axes=3)
+    with pytest.raises(TypeError, match="pair"):
+        da.tensordot(x, x, axes=(0, 1, 1))
+    with pytest.raises(TypeError, match="must be ints"):
+        da.tensordot(x, x, axes=("i", "j"))
+    y = x[x[:, 0] > 0]  # unknown row chunks
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        y.T @ y
+    assert (y @ np.ones(30)).shape[0] != (y @ np.ones(30)).shape[0]  # unknown (nan) stays free
+
+
+def test_batched_matmul_dot_tensordot_beyond_2d(backend):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((2, 1, 5, 7))
+    b = rng.standard_normal((3, 7, 4))
+    x, y = da.from_array(a, chunks=(1, 1, 2, 3)), da.from_array(b, chunks=(2, 4, 3))
+    got = x @ y
+    assert got.shape == (2, 3, 5, 4)
+    np.testing.assert_allclose(got.compute(), a @ b)
+    products = [k for k in got.dask if "matmul-product" in k[0]]
+    # output blocks 2 x 2 x 3 x 2; the contracted axis (chunks 3,3,1 and 4,3) is aligned
+    # to the common boundaries 0,3,4,6,7: 4 block products per output block
+    assert len(products) == 2 * 2 * 3 * 2 * 4
+    np.testing.assert_allclose(np.matmul(x, b).compute(), a @ b)
+    np.testing.assert_allclose((a[0, 0, 0] @ y).compute(), a[0, 0, 0] @ b)
+    np.testing.assert_allclose((y @ b[0, 0]).compute(), b @ b[0, 0])
+    np.testing.assert_allclose(da.dot(x, y).compute(), np.dot(a, b))
+    np.testing.assert_allclose(da.dot(y, b[0, 0]).compute(), np.dot(b, b[0, 0]))
+    for left, right, axes in [(x, y, 0), (x, y, ([3], [1])), (x, y, (3, 1)),
+                              (y, y, ([-2, 0], [1, 0])), (x, x, ([0, 3, 1], [0, 3, 1])),
+                              (y, x, 0), (x, x, 4)]:
+        want = np.tensordot(left.compute(), right.compute(), axes)
+        got = da.tensordot(left, right, axes)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.compute(), want, err_msg=str(axes))
 
 
 @pytest.mark.parametrize("index", [
