@@ -1,4 +1,5 @@
-"""Splitting chunked arrays into train and test sets without moving data through the client."""
+"""Splitting chunked arrays without moving data through the client: random train/test splits of
+every row block, and k-fold splits that follow block boundaries (for searches over chunked data)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from distml.array.chunks import tokenize
 from distml.array.core import merge_graphs
 from distml.estimators._data import is_chunked
 
-__all__ = ["train_test_split"]
+__all__ = ["block_folds", "select_blocks", "train_test_split"]
 
 
 def _split_sizes(n: int, test_size: Any, train_size: Any) -> tuple[int, int]:
@@ -140,3 +141,50 @@ def train_test_split(*arrays: Any, test_size: float | int | None = None,
         out += [_take(arr, seed, train, test, shuffle, "train"),
                 _take(arr, seed, train, test, shuffle, "test")]
     return out
+
+
+def _same_block(block: Any) -> Any:
+    return block
+
+
+def block_folds(nblocks: int, n_splits: int, shuffle: bool = False,
+                random_state: Any = None) -> list[tuple[list[int], list[int]]]:
+    """K-fold splits of ``nblocks`` row blocks: ``[(train_blocks, test_blocks), ...]``.
+
+    Blocks are dealt to folds in contiguous runs as ``KFold`` deals rows (the first
+    ``nblocks % n_splits`` folds get one block more), after a seeded permutation when
+    ``shuffle``; every block is in exactly one test fold, so no block is ever cut.
+    """
+    if not isinstance(n_splits, numbers.Integral) or n_splits < 2:
+        raise ValueError(f"k-fold cross-validation requires at least one train/test split by "
+                         f"setting n_splits=2 or more, got n_splits={n_splits}.")
+    if n_splits > nblocks:
+        raise ValueError(f"Cannot have number of splits n_splits={n_splits} greater than the "
+                         f"number of row blocks: {nblocks} (folds follow block boundaries; "
+                         "rechunk the rows into more blocks)")
+    order = np.arange(nblocks)
+    if shuffle:
+        np.random.default_rng(_seed(random_state)).shuffle(order)
+    sizes = np.full(n_splits, nblocks // n_splits)
+    sizes[:nblocks % n_splits] += 1
+    folds, start = [], 0
+    for size in sizes:
+        test = sorted(int(b) for b in order[start:start + size])
+        train = [b for b in range(nblocks) if b not in set(test)]
+        folds.append((train, test))
+        start += size
+    return folds
+
+
+def select_blocks(arr: Array, blocks: list[int]) -> Array:
+    """The row blocks ``blocks`` of ``arr`` (in that order) as a new Array; each output block
+    is the input block itself, so nothing is copied or moved until it is used."""
+    if not blocks:
+        raise ValueError("select_blocks: no blocks selected")
+    name = f"blocks-{tokenize(arr.name, tuple(blocks))}"
+    dsk: dict = {}
+    for rest in itertools.product(*(range(n) for n in arr.numblocks[1:])):
+        for j, i in enumerate(blocks):
+            dsk[(name, j, *rest)] = (_same_block, (arr.name, i, *rest))
+    rows = tuple(arr.chunks[0][i] for i in blocks)
+    return Array(merge_graphs(arr.dask, dsk), name, (rows, *arr.chunks[1:]), arr.dtype)

@@ -1,0 +1,279 @@
+"""GridSearchCV and RandomizedSearchCV on a real cluster: the same results as scikit-learn's,
+shared pipeline prefixes fitted once (counted), bad input handled as scikit-learn does."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.model_selection as skms
+from scipy.stats import loguniform
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.datasets import load_diabetes, load_digits, make_classification
+from sklearn.decomposition import PCA
+from sklearn.exceptions import FitFailedWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from distml import Client
+from distml.estimators.model_selection import GridSearchCV, RandomizedSearchCV
+
+
+class CountingPCA(TransformerMixin, BaseEstimator):
+    """PCA that appends one line per fit to ``log`` (a file shared by the worker processes):
+    a real count of the fits that ran."""
+
+    def __init__(self, n_components: int = 2, log: str = "") -> None:
+        self.n_components = n_components
+        self.log = log
+
+    def fit(self, X, y=None):
+        with open(self.log, "a") as f:
+            f.write(f"{self.n_components}\n")
+        self.pca_ = PCA(self.n_components).fit(X)
+        return self
+
+    def transform(self, X):
+        return self.pca_.transform(X)
+
+
+class FailingClassifier(LogisticRegression):
+    """Raises in ``fit`` when ``C`` is the poisoned value."""
+
+    def __init__(self, C: float = 1.0, poison: float = -1.0, max_iter: int = 100) -> None:
+        super().__init__(C=C, max_iter=max_iter)
+        self.poison = poison
+
+    def fit(self, X, y, **kw):
+        if self.C == self.poison:
+            raise ValueError("poisoned candidate")
+        return super().fit(X, y, **kw)
+
+
+@pytest.fixture(scope="module")
+def search_client():
+    with Client(n_workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:600], y[:600]
+
+
+def assert_same_results(ours, ref) -> None:
+    """Every key of ``cv_results_`` equal (times: same shape), and the same best candidate."""
+    assert sorted(ours.cv_results_) == sorted(ref.cv_results_)
+    for key, expected in ref.cv_results_.items():
+        got = ours.cv_results_[key]
+        if "time" in key:
+            assert np.shape(got) == np.shape(expected)
+        elif key == "params":
+            assert got == expected
+        elif isinstance(expected, np.ma.MaskedArray):
+            assert isinstance(got, np.ma.MaskedArray)
+            assert list(got.mask) == list(expected.mask)
+            assert [repr(v) for v in got.data] == [repr(v) for v in expected.data]
+        else:
+            np.testing.assert_allclose(np.asarray(got, dtype=float),
+                                       np.asarray(expected, dtype=float), rtol=1e-10,
+                                       err_msg=key)
+    for attr in ("best_index_", "best_params_", "best_score_", "n_splits_", "multimetric_"):
+        if hasattr(ref, attr):
+            assert getattr(ours, attr) == getattr(ref, attr), attr
+
+
+def pipeline():
+    return Pipeline([("scale", StandardScaler()), ("pca", PCA()),
+                     ("clf", LogisticRegression(max_iter=300))])
+
+
+CASES = {
+    "pipeline-kfold": (pipeline(), {"pca__n_components": [5, 10], "clf__C": [0.1, 1.0]},
+                       dict(cv=3)),
+    "svc-stratified-multimetric": (
+        SVC(), {"C": [0.5, 2.0], "kernel": ["rbf", "linear"]},
+        dict(cv=skms.StratifiedKFold(4, shuffle=True, random_state=0),
+             scoring=["accuracy", "f1_macro"], refit="f1_macro", return_train_score=True)),
+    "knn-shufflesplit": (KNeighborsClassifier(), [{"n_neighbors": [1, 5]},
+                                                  {"n_neighbors": [3], "weights": ["distance"]}],
+                         dict(cv=skms.ShuffleSplit(3, test_size=0.3, random_state=1))),
+    "pipeline-step-replaced": (
+        pipeline(), {"pca": [PCA(5), "passthrough"], "clf__C": [0.1, 1.0]},
+        dict(cv=3, return_train_score=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_grid_search_equals_scikit_learn(search_client, digits, case):
+    est, grid, kw = CASES[case]
+    X, y = digits
+    ours = GridSearchCV(est, grid, progress=False, **kw).fit(X, y)
+    ref = skms.GridSearchCV(est, grid, **kw).fit(X, y)
+    assert_same_results(ours, ref)
+    # both refits ran in this process with multi-threaded BLAS: equal up to rounding
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+
+
+def test_regression_group_splitter_and_callable_refit(search_client):
+    X, y = load_diabetes(return_X_y=True)
+    groups = np.arange(len(y)) % 7
+
+    def lowest_std(results):  # refit as a callable: the index of the steadiest candidate
+        return int(np.argmin(results["std_test_score"]))
+
+    kw = dict(cv=skms.GroupKFold(3), scoring="neg_mean_squared_error", refit=lowest_std)
+    grid = {"alpha": [0.01, 0.1, 1.0, 10.0]}
+    ours = GridSearchCV(Ridge(), grid, progress=False, **kw).fit(X, y, groups=groups)
+    ref = skms.GridSearchCV(Ridge(), grid, **kw).fit(X, y, groups=groups)
+    assert_same_results(ours, ref)
+    assert not hasattr(ours, "best_score_")
+
+
+def test_randomized_search_equals_scikit_learn(search_client, digits):
+    X, y = digits
+    dist = {"C": loguniform(1e-3, 1e2), "gamma": ["scale", 0.001]}
+    kw = dict(n_iter=5, cv=3, random_state=0, return_train_score=True)
+    ours = RandomizedSearchCV(SVC(), dist, progress=False, **kw).fit(X, y)
+    ref = skms.RandomizedSearchCV(SVC(), dist, **kw).fit(X, y)
+    assert_same_results(ours, ref)
+
+
+def test_without_client_same_results(digits):
+    X, y = digits
+    grid = {"pca__n_components": [5, 10], "clf__C": [1.0]}
+    ours = GridSearchCV(pipeline(), grid, cv=3, progress=False).fit(X, y)
+    assert_same_results(ours, skms.GridSearchCV(pipeline(), grid, cv=3).fit(X, y))
+
+
+def _fit_counts(log) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_each_prefix_fitted_once_per_fold(search_client, digits, tmp_path):
+    """3 steps, 6 candidates, cv=3: each distinct (prefix, params, fold) is fitted once, and
+    the count is read from what the workers actually ran."""
+    X, y = digits
+    log = tmp_path / "fits.log"
+    est = Pipeline([("scale", StandardScaler()), ("pca", CountingPCA(log=str(log))),
+                    ("clf", LogisticRegression(max_iter=300))])
+    grid = {"pca__n_components": [4, 8], "clf__C": [0.01, 0.1, 1.0]}
+    ours = GridSearchCV(est, grid, cv=3, progress=False).fit(X, y)
+    fits = _fit_counts(log)
+    # 2 PCA settings x 3 folds, plus the refit of the best pipeline in the client
+    assert len(fits) == 2 * 3 + 1
+    assert sorted(fits[:-1]) == ["4"] * 3 + ["8"] * 3
+    assert ours.n_prefix_fits_ == 3 + 2 * 3  # the scaler on 3 folds, PCA on 6 (fold, params)
+    log.unlink()
+    ref = skms.GridSearchCV(est, grid, cv=3).fit(X, y)
+    assert len(_fit_counts(log)) == 6 * 3 + 1  # scikit-learn refits the prefix per candidate
+    assert_same_results(ours, ref)
+
+
+def test_feature_union_branches_shared(search_client, digits, tmp_path):
+    """A FeatureUnion branch whose parameters do not change is fitted once per fold for all
+    values of its sibling's parameters."""
+    X, y = digits
+    fixed, varied = tmp_path / "fixed.log", tmp_path / "varied.log"
+    union = FeatureUnion([("a", CountingPCA(3, log=str(fixed))),
+                          ("b", CountingPCA(2, log=str(varied)))],
+                         transformer_weights={"a": 2.0, "b": 1.0})
+    est = Pipeline([("scale", StandardScaler()), ("union", union),
+                    ("clf", LogisticRegression(max_iter=300))])
+    grid = {"union__b__n_components": [2, 4, 6], "clf__C": [0.1, 1.0]}
+    ours = GridSearchCV(est, grid, cv=3, refit=False, progress=False).fit(X, y)
+    assert len(_fit_counts(fixed)) == 3
+    assert len(_fit_counts(varied)) == 3 * 3
+    ref = skms.GridSearchCV(est, grid, cv=3, refit=False).fit(X, y)
+    assert_same_results(ours, ref)
+
+
+def test_many_candidates_run_in_waves(search_client):
+    X, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    grid = {"C": list(np.logspace(-3, 2, 40))}
+    ours = GridSearchCV(LogisticRegression(), grid, cv=3, wave_size=8, progress=False).fit(X, y)
+    assert_same_results(ours, skms.GridSearchCV(LogisticRegression(), grid, cv=3).fit(X, y))
+    cluster = search_client.cluster
+    assert not [k for k in cluster.scheduler.state.tasks if k.startswith("search-")]
+
+
+# ---------------------------------------------------------------------- bad input
+def test_unknown_parameter_name_raises_like_scikit_learn(search_client, digits):
+    X, y = digits
+    for grid in ({"clf__bogus": [1]}, {"nostep__C": [1]}, {"bogus": [1]}):
+        with pytest.raises(ValueError) as ref:
+            skms.GridSearchCV(pipeline(), grid, cv=2).fit(X, y)
+        with pytest.raises(ValueError) as ours:
+            GridSearchCV(pipeline(), grid, cv=2, progress=False).fit(X, y)
+        assert str(ours.value) == str(ref.value)
+
+
+def test_empty_grid_and_unknown_scorer_raise_like_scikit_learn(search_client, digits):
+    X, y = digits
+    for make in (lambda m: m.GridSearchCV(SVC(), {"C": []}),
+                 lambda m: m.GridSearchCV(SVC(), {"C": [1]}, scoring="no-such-scorer"),
+                 lambda m: m.GridSearchCV(SVC(), {"C": [1]}, scoring=["accuracy"], refit=True)):
+        with pytest.raises(Exception) as ref:
+            make(skms).fit(X, y)
+        with pytest.raises(Exception) as ours:
+            make(__import__("distml.estimators.model_selection",
+                            fromlist=["GridSearchCV"])).fit(X, y)
+        assert type(ours.value) is type(ref.value)
+        assert str(ours.value) == str(ref.value)
+
+
+def test_raising_candidate_gets_error_score_and_same_warning(search_client, digits):
+    X, y = digits
+    grid = {"C": [0.1, 7.0, 1.0]}
+    est = FailingClassifier(poison=7.0, max_iter=300)
+    with pytest.warns(FitFailedWarning) as ours_warned:
+        ours = GridSearchCV(est, grid, cv=3, error_score=-1.0, progress=False).fit(X, y)
+    with pytest.warns(FitFailedWarning) as ref_warned:
+        ref = skms.GridSearchCV(est, grid, cv=3, error_score=-1.0).fit(X, y)
+    assert_same_results(ours, ref)
+    assert list(ours.cv_results_["mean_test_score"])[1] == -1.0
+    first = lambda ws: next(str(w.message) for w in ws if w.category is FitFailedWarning)  # noqa
+    assert first(ours_warned).splitlines()[:3] == first(ref_warned).splitlines()[:3]
+
+
+def test_raising_candidate_with_error_score_raise(search_client, digits):
+    X, y = digits
+    est = FailingClassifier(poison=7.0)
+    with pytest.raises(ValueError, match="poisoned candidate"):
+        GridSearchCV(est, {"C": [7.0, 1.0]}, cv=2, error_score="raise",
+                     progress=False).fit(X, y)
+    with warnings.catch_warnings():  # the cluster is still usable afterwards
+        warnings.simplefilter("ignore")
+        GridSearchCV(est, {"C": [1.0]}, cv=2, progress=False).fit(X, y)
+
+
+def test_all_candidates_failing_raises_like_scikit_learn(search_client, digits):
+    X, y = digits
+    est = FailingClassifier(poison=7.0)
+    with pytest.raises(ValueError) as ref:
+        skms.GridSearchCV(est, {"C": [7.0]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError) as ours:
+        GridSearchCV(est, {"C": [7.0]}, cv=2, progress=False).fit(X, y)
+    assert str(ours.value).splitlines()[0] == str(ref.value).splitlines()[0]
+
+
+def test_progress_bar_counts_candidate_folds(search_client, digits, monkeypatch):
+    pytest.importorskip("distml.diagnostics.progress")
+    from distml.estimators.model_selection import _search
+    bars = []
+    real = _search.progress_bar
+
+    def spy(total, desc, enabled):
+        bar = real(total, desc, False)
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(_search, "progress_bar", spy)
+    X, y = digits
+    GridSearchCV(SVC(), {"C": [0.5, 1.0, 2.0]}, cv=2).fit(X, y)
+    assert bars and bars[0].total == 6 and bars[0].n == 6
