@@ -134,10 +134,12 @@ class WorkerSupervisor:
                       f"{self.memory_limit // 2**20} MiB")
             logger.warning("worker %s: %s; restarting it", self.address, reason)
             self._kill_reason = reason
-            # say why before the connection drops, so the scheduler blames the right cause
-            asyncio.get_running_loop().create_task(self._report(reason, proc))
+            # Kill first: a worker still alive after the scheduler dropped it would reconnect.
+            # The scheduler waits for this report before it says why the worker was lost.
+            proc.kill()
+            asyncio.get_running_loop().create_task(self._report(reason))
 
-    async def _report(self, reason: str, kill: asyncio.subprocess.Process | None = None) -> None:
+    async def _report(self, reason: str) -> None:
         try:
             comm = await connect(self.scheduler_address, self.config, timeout=2)
             await comm.send({"op": "worker-died", "address": self.address, "reason": reason})
@@ -145,8 +147,6 @@ class WorkerSupervisor:
             await comm.close()
         except Exception as exc:  # noqa: BLE001 - the scheduler may be gone too
             logger.info("could not tell the scheduler why %s died: %s", self.address, exc)
-        if kill is not None and kill.returncode is None:
-            kill.kill()
 
     async def _died(self, reason: str) -> None:
         logger.warning("worker %s %s", self.address, reason)

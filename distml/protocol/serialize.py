@@ -20,22 +20,26 @@ from distml.errors import SerializationError
 Frame = bytes | bytearray | memoryview
 
 
-def dumps(obj: Any) -> list[Frame]:
+def dumps(obj: Any, out_of_band: bool = True) -> list[Frame]:
     """Pickle ``obj`` (protocol 5) into ``[pickle stream, *out-of-band buffers]``.
+
+    ``out_of_band=False`` keeps buffers inside the stream (one frame): a copy, worth it only for
+    small objects that travel inside another message.
 
     The standard pickler is tried first (fast); lambdas, local functions and anything from
     ``__main__`` go by value through cloudpickle, since the receiver cannot import them.
     Raises ``SerializationError`` naming the object's type if neither can pickle it.
     """
     buffers: list[pickle.PickleBuffer] = []
+    callback = buffers.append if out_of_band else None
     try:
-        stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        stream = pickle.dumps(obj, protocol=5, buffer_callback=callback)
         if b"__main__" in stream:
             raise pickle.PicklingError("refers to __main__")
     except Exception:  # noqa: BLE001 - retry by value; report the by-value error if that fails
         buffers = []
         try:
-            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+            stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=callback)
         except Exception as exc:  # noqa: BLE001
             raise SerializationError(f"cannot pickle {type(obj).__name__} object: "
                                      f"{type(exc).__name__}: {exc}") from exc

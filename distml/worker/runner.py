@@ -213,7 +213,7 @@ class TaskRunner:
         inline = None
         if nbytes <= self.inline_bytes:
             try:
-                frames = serialize.dumps(value)
+                frames = serialize.dumps(value, out_of_band=False)  # small arrays too: one frame
             except Exception:  # noqa: BLE001 - it stays on the worker; clients fetch it there
                 frames = []
             if len(frames) == 1 and len(frames[0]) <= self.inline_bytes:
