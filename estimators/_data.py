@@ -26,8 +26,8 @@ import numpy as np
 
 from distml.array import Array, from_array, map_blocks
 
-__all__ = ["RowBlocks", "apply_rows", "as_chunked", "check_finite_blocks", "check_sample_weight",
-           "check_weight_sum", "is_chunked", "row_blocks", "tree_combine"]
+__all__ = ["RowBlocks", "apply_rows", "as_chunked", "check_finite_arrays", "check_finite_blocks",
+           "check_sample_weight", "check_weight_sum", "is_chunked", "row_blocks", "tree_combine"]
 
 #: How many partial results one combining task merges.
 SPLIT_EVERY = 8
@@ -233,16 +233,25 @@ def _nonfinite_counts(*blocks: Any) -> np.ndarray:
     return out
 
 
-def check_finite_blocks(blocks: RowBlocks, names: Sequence[str]) -> None:
-    """Raise scikit-learn's ``ValueError`` if a floating block holds NaN or infinity (one pass
-    over the blocks; ``names[i]`` names the ``i``-th array in messages)."""
-    counts = blocks.reduce(_nonfinite_counts)
+def _raise_nonfinite(counts: np.ndarray, names: Sequence[str]) -> None:
     for name, (nan, inf) in zip(names, counts):
         if nan:
             raise ValueError(f"Input {name} contains NaN.")
         if inf:
             raise ValueError(f"Input {name} contains infinity or a value too large for "
                              "dtype('float64').")
+
+
+def check_finite_blocks(blocks: RowBlocks, names: Sequence[str]) -> None:
+    """Raise scikit-learn's ``ValueError`` if a floating block holds NaN or infinity (one pass
+    over the blocks; ``names[i]`` names the ``i``-th array in messages)."""
+    _raise_nonfinite(blocks.reduce(_nonfinite_counts), names)
+
+
+def check_finite_arrays(arrays: Sequence[Any], names: Sequence[str]) -> None:
+    """:func:`check_finite_blocks` for the arrays of one block, inside a task that reads the
+    block anyway (saves a separate pass over the data)."""
+    _raise_nonfinite(_nonfinite_counts(*arrays), names)
 
 
 def apply_rows(func: Callable, X: Any, *args: Any, n_out: int | None = None,

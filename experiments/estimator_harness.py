@@ -24,16 +24,20 @@ def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 def distml_data(X: np.ndarray, y: np.ndarray, chunk: int) -> Iterator[tuple[Any, Any]]:
     """``(X, y)`` as distml arrays whose row blocks already live on a 2-worker cluster."""
     import distml.array as da
-    from distml import Client
+    from distml import Client, wait
 
     starts = range(0, len(X), chunk)
     rows = tuple(min(chunk, len(X) - s) for s in starts)
     with Client(n_workers=2, threads_per_worker=1) as client:
         x_blocks = client.scatter([X[s:s + chunk] for s in starts])
         y_blocks = client.scatter([y[s:s + chunk] for s in starts])
-        yield (da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)),
-                              dtype=X.dtype),
-               da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype))
+        Xd = da.from_blocks([[f] for f in x_blocks], chunks=(rows, (X.shape[1],)), dtype=X.dtype)
+        yd = da.from_blocks(y_blocks, chunks=(rows,), dtype=y.dtype)
+        # persisted like dask's arrays: otherwise every fit re-creates the from_blocks keys,
+        # and the scheduler may run some of them (copying 40 MB blocks) on the other worker
+        Xd, yd = client.persist([Xd, yd])
+        wait([f for arr in (Xd, yd) for f in arr.dask.values()])
+        yield Xd, yd
 
 
 @contextmanager

@@ -13,6 +13,7 @@ and (with ``sync_every``) the number of workers, never on task placement or timi
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
+from sklearn import config_context
 from sklearn import linear_model as sk_linear
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import check_random_state
@@ -29,10 +31,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from distml.estimators._data import (RowBlocks, _on_worker, apply_rows, as_chunked,
-                                     check_finite_blocks, check_sample_weight,
-                                     is_chunked, row_blocks)
+                                     check_finite_arrays, check_sample_weight, is_chunked,
+                                     row_blocks)
 
 __all__ = ["SGDClassifier", "SGDRegressor"]
+
+logger = logging.getLogger(__name__)
+
+#: At most this fraction of a worker's memory limit, shared by its threads, is taken by the
+#: input blocks of one training task (the blocks of a task are all loaded while it runs, so a
+#: worker's blocks are split into several tasks when they would not fit).
+TASK_MEMORY_FRACTION = 0.25
+_BLOCK_NAMES = ("X", "y", "sample_weight")
 
 _MARGIN_LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
 _RESIDUAL_LOSSES = ("squared_error", "huber", "epsilon_insensitive",
@@ -107,38 +117,47 @@ def _split(X: np.ndarray, y: np.ndarray, w: Any, n_val: int, seed: int, held_out
 
 
 def _train_blocks(template: BaseEstimator, classes: Any, coef: np.ndarray,
-                  intercept: np.ndarray, t: float, want_loss: bool,
+                  intercept: np.ndarray, t: float, want_loss: bool, check: bool,
                   metas: list[tuple[int, int, int, int]], *parts: Any) -> list[tuple]:
     """One SGD pass over each block, every block starting from ``coef``/``intercept``.
 
     ``metas[i]`` is ``(block index, training seed, rows held out, validation seed)`` of the
     ``i``-th ``(X, y, sample_weight)`` triple in ``parts``.  Returns per block ``(index,
     coef, intercept, summed weight, summed loss)`` (the loss of the block's trained weights
-    on its training rows when ``want_loss``, else 0).
+    on its training rows when ``want_loss``, else 0).  With ``check`` (the first epoch of a
+    call on chunked data) every block is first checked for NaN and infinity, which spares a
+    separate pass over the data; scikit-learn's own per-call finiteness checks are skipped.
     """
-    out = []
-    for i, (index, seed, n_val, val_seed) in enumerate(metas):
-        X, y, w = _split(*parts[3 * i:3 * i + 3], n_val, val_seed, held_out=False)
-        if classes is not None and not np.all(np.isin(y, classes)):
-            unseen = np.setdiff1d(np.unique(y), classes)
-            raise ValueError(f"y contains labels {unseen.tolist()} that are not in classes "
-                             f"{np.asarray(classes).tolist()}")
-        weight = float(w.sum())
-        if len(y) == 0 or weight == 0.0:
-            out.append((index, coef, intercept, 0.0, 0.0))
-            continue
-        est = clone(template).set_params(random_state=seed)
-        est.coef_, est.intercept_, est.t_ = coef.copy(), intercept.copy(), float(t)
-        est.n_features_in_ = X.shape[1]
-        if classes is None:
-            est.partial_fit(X, y, sample_weight=w)
-        else:
-            est.classes_ = classes
-            est.partial_fit(X, y, classes=classes, sample_weight=w)
-        loss = _block_loss(template.loss, template.epsilon, classes, X, y, w, est.coef_,
-                           est.intercept_) if want_loss else 0.0
-        out.append((index, est.coef_, est.intercept_, weight, loss))
-    return out
+    with config_context(assume_finite=True):
+        return [_train_block(template, classes, coef, intercept, t, want_loss, check, meta,
+                             *parts[3 * i:3 * i + 3]) for i, meta in enumerate(metas)]
+
+
+def _train_block(template: BaseEstimator, classes: Any, coef: np.ndarray,
+                 intercept: np.ndarray, t: float, want_loss: bool, check: bool,
+                 meta: tuple[int, int, int, int], *block: Any) -> tuple:
+    index, seed, n_val, val_seed = meta
+    if check:
+        check_finite_arrays(block, _BLOCK_NAMES)
+    X, y, w = _split(*block, n_val, val_seed, held_out=False)
+    if classes is not None and not np.all(np.isin(y, classes)):
+        unseen = np.setdiff1d(np.unique(y), classes)
+        raise ValueError(f"y contains labels {unseen.tolist()} that are not in classes "
+                         f"{np.asarray(classes).tolist()}")
+    weight = float(w.sum())
+    if len(y) == 0 or weight == 0.0:
+        return index, coef, intercept, 0.0, 0.0
+    est = clone(template).set_params(random_state=seed)
+    est.coef_, est.intercept_, est.t_ = coef.copy(), intercept.copy(), float(t)
+    est.n_features_in_ = X.shape[1]
+    if classes is None:
+        est.partial_fit(X, y, sample_weight=w)
+    else:
+        est.classes_ = classes
+        est.partial_fit(X, y, classes=classes, sample_weight=w)
+    loss = _block_loss(template.loss, template.epsilon, classes, X, y, w, est.coef_,
+                       est.intercept_) if want_loss else 0.0
+    return index, est.coef_, est.intercept_, weight, loss
 
 
 def _validation_stats(X: np.ndarray, y: np.ndarray, w: Any, n_val: int, seed: int,
@@ -178,6 +197,79 @@ def _score_from_stats(stats: np.ndarray, classifier: bool) -> float:
     return float(1.0 - sres / tss) if tss > 0 else (1.0 if sres == 0 else 0.0)
 
 
+# ---------------------------------------------------------------------- placement
+class _Workers:
+    """Threads and memory limit of each worker, read once per fit (one scheduler query)."""
+
+    def __init__(self, nthreads: dict[str, int], memory_limit: dict[str, int]) -> None:
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+
+    @classmethod
+    def of(cls, blocks: RowBlocks) -> "_Workers":
+        if blocks.client is None:
+            return cls({"": os.cpu_count() or 1}, {"": 0})
+        info = blocks.client.scheduler_info()["workers"]
+        return cls({a: int(w["nthreads"]) for a, w in info.items()},
+                   {a: int(w.get("memory_limit") or 0) for a, w in info.items()})
+
+
+def _task_groups(metas: list[tuple], holders: list[str], workers: _Workers,
+                 block_bytes: list[int]) -> list[list[tuple]]:
+    """Blocks (``metas``, held by ``holders``) grouped into training tasks: each worker's
+    blocks dealt to its threads, a thread's share cut where its input would exceed
+    :data:`TASK_MEMORY_FRACTION` of the worker's memory limit divided by its threads."""
+    by_worker: dict[str, list[tuple]] = {}
+    for meta, holder in zip(metas, holders):
+        by_worker.setdefault(holder, []).append(meta)
+    groups = []
+    for worker, group in by_worker.items():
+        lanes = max(1, min(workers.nthreads.get(worker, 1), len(group)))
+        budget = workers.memory_limit.get(worker, 0) * TASK_MEMORY_FRACTION / lanes
+        for lane in (group[i::lanes] for i in range(lanes)):
+            current, size = [], 0
+            for meta in lane:
+                nbytes = block_bytes[meta[0]]
+                if current and budget and size + nbytes > budget:
+                    groups.append(current)
+                    current, size = [], 0
+                current.append(meta)
+                size += nbytes
+            groups.append(current)
+    return groups
+
+
+def _run_round(blocks: RowBlocks, workers: _Workers, template: BaseEstimator, classes: Any,
+               coef: np.ndarray, intercept: np.ndarray, t: float, want_loss: bool,
+               check: bool, metas: list[tuple[int, int, int, int]]) -> list[tuple]:
+    """Train the blocks named in ``metas`` from the given weights; one result per block.
+
+    On a cluster the blocks go to the workers holding them, a few tasks per worker (see
+    :func:`_task_groups`); which task trains a block does not change its result.
+    """
+    client = blocks.client
+    if client is None:
+        def one(meta: tuple) -> list[tuple]:
+            return _train_blocks(template, classes, coef, intercept, t, want_loss, check,
+                                 [meta], *blocks.parts[meta[0]])
+        if len(metas) == 1:
+            return one(metas[0])
+        with ThreadPoolExecutor(min(len(metas), os.cpu_count() or 1)) as pool:
+            return [r for rs in pool.map(one, metas) for r in rs]
+    x_futures = [blocks.parts[m[0]][0] for m in metas]
+    who = client.who_has(x_futures)
+    holders = [(who.get(f.key) or [""])[0] for f in x_futures]
+    row_bytes = 8 * (coef.shape[-1] + 2)  # X, y and sample_weight in float64
+    block_bytes = [n * row_bytes for n in blocks.lengths]
+    futures = []
+    for group in _task_groups(metas, holders, workers, block_bytes):
+        flat = [p for m in group for p in blocks.parts[m[0]]]
+        futures.append(client.submit(_on_worker, _train_blocks, template, classes, coef,
+                                     intercept, t, want_loss, check, group, *flat,
+                                     pure=False))
+    return [r for rs in client.gather(futures) for r in rs]
+
+
 # ---------------------------------------------------------------------- estimators
 class _PartitionedSGD(BaseEstimator):
     """Shared fitting loop; subclasses set the scikit-learn estimator run on each block."""
@@ -202,8 +294,11 @@ class _PartitionedSGD(BaseEstimator):
             raise ValueError(f"validation_fraction must be in (0, 1), got "
                              f"{self.validation_fraction!r}")
 
-    def _blocks(self, X: Any, y: Any, sample_weight: Any, reset: bool) -> RowBlocks:
-        """Validated row blocks of ``(X, y, sample_weight)``; sets ``n_features_in_``."""
+    def _blocks(self, X: Any, y: Any, sample_weight: Any, reset: bool
+                ) -> tuple[RowBlocks, bool]:
+        """Validated row blocks of ``(X, y, sample_weight)``, and whether they are still to be
+        checked for NaN and infinity (chunked input: the first epoch does it); sets
+        ``n_features_in_``."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
@@ -212,7 +307,8 @@ class _PartitionedSGD(BaseEstimator):
                 X = as_chunked(X)
                 if X.ndim != 2:
                     raise ValueError(f"Expected 2D array, got {X.ndim}D array instead.")
-                X = X if X.dtype.kind == "f" else X.astype(np.float64)
+                # converted once here rather than in every epoch (SGD runs in float64)
+                X = X if X.dtype == np.float64 else X.astype(np.float64)
                 n_features = int(X.shape[1])
                 if reset:
                     self.n_features_in_ = n_features
@@ -225,14 +321,12 @@ class _PartitionedSGD(BaseEstimator):
                 y = np.asarray(y)
                 if self._classifier:
                     check_classification_targets(y)
-            blocks = row_blocks(X, y, check_sample_weight(sample_weight, int(X.shape[0])))
-            check_finite_blocks(blocks, ["X", "y", "sample_weight"])
-            return blocks
+            return row_blocks(X, y, check_sample_weight(sample_weight, int(X.shape[0]))), True
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
                              y_numeric=not self._classifier)
         if self._classifier:
             check_classification_targets(y)
-        return row_blocks(X, y, check_sample_weight(sample_weight, X.shape[0]))
+        return row_blocks(X, y, check_sample_weight(sample_weight, X.shape[0])), False
 
     def _template(self, class_weight: Any) -> BaseEstimator:
         """The scikit-learn estimator a block task clones and runs one pass of."""
@@ -251,7 +345,7 @@ class _PartitionedSGD(BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any, classes: Any, n_epochs: int,
              reset: bool, early_stopping: bool) -> "_PartitionedSGD":
         self._check_params()
-        blocks = self._blocks(X, y, sample_weight, reset)
+        blocks, check = self._blocks(X, y, sample_weight, reset)
         class_weight = self._prepare_targets(blocks, classes, reset)  # sets classes_
         if reset:
             self.t_ = 1.0
@@ -266,7 +360,9 @@ class _PartitionedSGD(BaseEstimator):
             raise ValueError("The validation set is too small: increase validation_fraction "
                              "or give more samples.")
         val_seeds = [_seed(self._seed, -1, b) for b in range(blocks.nblocks)]
-        per_round = self._round_size(blocks)
+        workers = _Workers.of(blocks)
+        per_round = blocks.nblocks if self.sync_every is None else self.sync_every * len(
+            workers.nthreads)
         coef, intercept, t = self.coef_, self.intercept_, self.t_
         want_loss = self.tol is not None and not early_stopping
         best, stalled, epochs = math.inf, 0, 0
@@ -277,19 +373,21 @@ class _PartitionedSGD(BaseEstimator):
             for start in range(0, blocks.nblocks, per_round):
                 metas = [(int(b), _seed(self._seed, epoch, int(b)), n_val[b], val_seeds[b])
                          for b in sorted(order[start:start + per_round])]
-                results = self._run_round(blocks, template, classes_, coef, intercept, t,
-                                          want_loss, metas)
+                results = _run_round(blocks, workers, template, classes_, coef, intercept,
+                                     t, want_loss, check, metas)
                 coef, intercept, weight, loss = _average(results, coef, intercept)
                 total_weight += weight
                 total_loss += loss
                 t += sum(blocks.lengths[m[0]] - m[2] for m in metas)
+            check = False
             if total_weight == 0.0:
                 raise ValueError("Sample weights must contain at least one non-zero number.")
             if early_stopping:
                 stats = self._validation(blocks, n_val, val_seeds, classes_, coef, intercept)
                 objective = -_score_from_stats(stats, self._classifier)
             else:
-                objective = total_loss / total_weight
+                objective = total_loss / total_weight if want_loss else None
+            self._report_epoch(epochs, n_epochs, early_stopping, objective)
             if self.tol is not None:
                 stalled = stalled + 1 if objective > best - self.tol else 0
                 best = min(best, objective)
@@ -299,41 +397,17 @@ class _PartitionedSGD(BaseEstimator):
         self.n_iter_ = epochs
         return self
 
-    def _round_size(self, blocks: RowBlocks) -> int:
-        if self.sync_every is None:
-            return blocks.nblocks
-        workers = len(blocks.client.nthreads()) if blocks.client is not None else 1
-        return self.sync_every * workers
-
-    def _run_round(self, blocks: RowBlocks, template: BaseEstimator, classes: Any,
-                   coef: np.ndarray, intercept: np.ndarray, t: float, want_loss: bool,
-                   metas: list[tuple[int, int, int, int]]) -> list[tuple]:
-        """Train the blocks named in ``metas`` from the given weights; results by block."""
-        client = blocks.client
-        if client is None:
-            def one(meta: tuple) -> list[tuple]:
-                return _train_blocks(template, classes, coef, intercept, t, want_loss,
-                                     [meta], *blocks.parts[meta[0]])
-            if len(metas) == 1:
-                return one(metas[0])
-            with ThreadPoolExecutor(min(len(metas), os.cpu_count() or 1)) as pool:
-                return [r for rs in pool.map(one, metas) for r in rs]
-        x_futures = [blocks.parts[m[0]][0] for m in metas]
-        holders = client.who_has(x_futures)
-        nthreads = client.nthreads()
-        by_worker: dict[str, list[tuple]] = {}
-        for meta, fut in zip(metas, x_futures):
-            by_worker.setdefault((holders.get(fut.key) or [""])[0], []).append(meta)
-        groups = []  # one task per worker thread, each over that worker's blocks
-        for worker, group in by_worker.items():
-            lanes = max(1, min(nthreads.get(worker, 1), len(group)))
-            groups += [group[i::lanes] for i in range(lanes)]
-        futures = []
-        for group in groups:
-            flat = [p for m in group for p in blocks.parts[m[0]]]
-            futures.append(client.submit(_on_worker, _train_blocks, template, classes, coef,
-                                         intercept, t, want_loss, group, *flat, pure=False))
-        return [r for rs in client.gather(futures) for r in rs]
+    def _report_epoch(self, epoch: int, n_epochs: int, early_stopping: bool,
+                      objective: float | None) -> None:
+        """Log the end of an epoch with what the client knows anyway (no extra round trip)."""
+        if objective is None:
+            logger.debug("%s epoch %d/%d", type(self).__name__, epoch, n_epochs)
+        elif early_stopping:
+            logger.debug("%s epoch %d/%d: validation score %.6g", type(self).__name__, epoch,
+                         n_epochs, -objective)
+        else:
+            logger.debug("%s epoch %d/%d: loss %.6g", type(self).__name__, epoch, n_epochs,
+                         objective)
 
     def _validation(self, blocks: RowBlocks, n_val: list[int], seeds: list[int],
                     classes: Any, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
