@@ -19,7 +19,6 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from distml import Client
 from distml.estimators.model_selection import GridSearchCV, RandomizedSearchCV
 
 
@@ -52,12 +51,6 @@ class FailingClassifier(LogisticRegression):
         if self.C == self.poison:
             raise ValueError("poisoned candidate")
         return super().fit(X, y, **kw)
-
-
-@pytest.fixture(scope="module")
-def search_client():
-    with Client(n_workers=2, threads_per_worker=1) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +103,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_grid_search_equals_scikit_learn(search_client, digits, case):
+def test_grid_search_equals_scikit_learn(client, digits, case):
     est, grid, kw = CASES[case]
     X, y = digits
     ours = GridSearchCV(est, grid, progress=False, **kw).fit(X, y)
@@ -120,7 +113,7 @@ def test_grid_search_equals_scikit_learn(search_client, digits, case):
     assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
 
 
-def test_regression_group_splitter_and_callable_refit(search_client):
+def test_regression_group_splitter_and_callable_refit(client):
     X, y = load_diabetes(return_X_y=True)
     groups = np.arange(len(y)) % 7
 
@@ -135,7 +128,7 @@ def test_regression_group_splitter_and_callable_refit(search_client):
     assert not hasattr(ours, "best_score_")
 
 
-def test_randomized_search_equals_scikit_learn(search_client, digits):
+def test_randomized_search_equals_scikit_learn(client, digits):
     X, y = digits
     dist = {"C": loguniform(1e-3, 1e2), "gamma": ["scale", 0.001]}
     kw = dict(n_iter=5, cv=3, random_state=0, return_train_score=True)
@@ -155,7 +148,7 @@ def _fit_counts(log) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def test_each_prefix_fitted_once_per_fold(search_client, digits, tmp_path):
+def test_each_prefix_fitted_once_per_fold(client, digits, tmp_path):
     """3 steps, 6 candidates, cv=3: each distinct (prefix, params, fold) is fitted once, and
     the count is read from what the workers actually ran."""
     X, y = digits
@@ -175,7 +168,7 @@ def test_each_prefix_fitted_once_per_fold(search_client, digits, tmp_path):
     assert_same_results(ours, ref)
 
 
-def test_feature_union_branches_shared(search_client, digits, tmp_path):
+def test_feature_union_branches_shared(client, digits, tmp_path):
     """A FeatureUnion branch whose parameters do not change is fitted once per fold for all
     values of its sibling's parameters."""
     X, y = digits
@@ -193,17 +186,17 @@ def test_feature_union_branches_shared(search_client, digits, tmp_path):
     assert_same_results(ours, ref)
 
 
-def test_many_candidates_run_in_waves(search_client):
+def test_many_candidates_run_in_waves(client):
     X, y = make_classification(n_samples=200, n_features=6, random_state=0)
     grid = {"C": list(np.logspace(-3, 2, 40))}
     ours = GridSearchCV(LogisticRegression(), grid, cv=3, wave_size=8, progress=False).fit(X, y)
     assert_same_results(ours, skms.GridSearchCV(LogisticRegression(), grid, cv=3).fit(X, y))
-    cluster = search_client.cluster
+    cluster = client.cluster
     assert not [k for k in cluster.scheduler.state.tasks if k.startswith("search-")]
 
 
 # ---------------------------------------------------------------------- bad input
-def test_unknown_parameter_name_raises_like_scikit_learn(search_client, digits):
+def test_unknown_parameter_name_raises_like_scikit_learn(client, digits):
     X, y = digits
     for grid in ({"clf__bogus": [1]}, {"nostep__C": [1]}, {"bogus": [1]}):
         with pytest.raises(ValueError) as ref:
@@ -213,7 +206,7 @@ def test_unknown_parameter_name_raises_like_scikit_learn(search_client, digits):
         assert str(ours.value) == str(ref.value)
 
 
-def test_empty_grid_and_unknown_scorer_raise_like_scikit_learn(search_client, digits):
+def test_empty_grid_and_unknown_scorer_raise_like_scikit_learn(client, digits):
     X, y = digits
     for make in (lambda m: m.GridSearchCV(SVC(), {"C": []}),
                  lambda m: m.GridSearchCV(SVC(), {"C": [1]}, scoring="no-such-scorer"),
@@ -227,7 +220,7 @@ def test_empty_grid_and_unknown_scorer_raise_like_scikit_learn(search_client, di
         assert str(ours.value) == str(ref.value)
 
 
-def test_raising_candidate_gets_error_score_and_same_warning(search_client, digits):
+def test_raising_candidate_gets_error_score_and_same_warning(client, digits):
     X, y = digits
     grid = {"C": [0.1, 7.0, 1.0]}
     est = FailingClassifier(poison=7.0, max_iter=300)
@@ -241,7 +234,7 @@ def test_raising_candidate_gets_error_score_and_same_warning(search_client, digi
     assert first(ours_warned).splitlines()[:3] == first(ref_warned).splitlines()[:3]
 
 
-def test_raising_candidate_with_error_score_raise(search_client, digits):
+def test_raising_candidate_with_error_score_raise(client, digits):
     X, y = digits
     est = FailingClassifier(poison=7.0)
     with pytest.raises(ValueError, match="poisoned candidate"):
@@ -252,7 +245,7 @@ def test_raising_candidate_with_error_score_raise(search_client, digits):
         GridSearchCV(est, {"C": [1.0]}, cv=2, progress=False).fit(X, y)
 
 
-def test_all_candidates_failing_raises_like_scikit_learn(search_client, digits):
+def test_all_candidates_failing_raises_like_scikit_learn(client, digits):
     X, y = digits
     est = FailingClassifier(poison=7.0)
     with pytest.raises(ValueError) as ref:
@@ -262,7 +255,7 @@ def test_all_candidates_failing_raises_like_scikit_learn(search_client, digits):
     assert str(ours.value).splitlines()[0] == str(ref.value).splitlines()[0]
 
 
-def test_progress_bar_counts_candidate_folds(search_client, digits, monkeypatch):
+def test_progress_bar_counts_candidate_folds(client, digits, monkeypatch):
     pytest.importorskip("distml.diagnostics.progress")
     from distml.estimators.model_selection import _search
     bars = []

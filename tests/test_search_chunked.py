@@ -10,17 +10,10 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 import distml.array as da
-from distml import Client
 from distml.estimators.linear_model import LogisticRegression
 from distml.estimators.model_selection import GridSearchCV, block_folds
 from distml.estimators.model_selection._split import select_blocks
 from distml.estimators.preprocessing import StandardScaler
-
-
-@pytest.fixture(scope="module")
-def chunked_client():
-    with Client(n_workers=2, threads_per_worker=1) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def test_block_folds_cover_every_block_once():
         block_folds(2, 3)
 
 
-def test_select_blocks_keeps_blocks(chunked_client, data):
+def test_select_blocks_keeps_blocks(client, data):
     X, _ = data
     arr = da.from_array(X, chunks=(150, 8))
     picked = select_blocks(arr, [1, 3])
@@ -57,7 +50,7 @@ def _by_hand(X, y, folds, C):
     return scores
 
 
-def test_chunked_grid_search_equals_fold_by_fold_fits(chunked_client, data):
+def test_chunked_grid_search_equals_fold_by_fold_fits(client, data):
     X, y = data
     Xa, ya = da.from_array(X, chunks=(150, 8)), da.from_array(y, chunks=150)
     search = GridSearchCV(LogisticRegression(), {"C": [0.01, 1.0]}, cv=4,
@@ -75,7 +68,7 @@ def test_chunked_grid_search_equals_fold_by_fold_fits(chunked_client, data):
     assert "mean_train_score" in search.cv_results_
 
 
-def test_chunked_pipeline_prefix_fitted_once_per_fold(chunked_client, data):
+def test_chunked_pipeline_prefix_fitted_once_per_fold(client, data):
     X, y = data
     Xa, ya = da.from_array(X, chunks=(200, 8)), da.from_array(y, chunks=200)
     pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])
@@ -88,7 +81,7 @@ def test_chunked_pipeline_prefix_fitted_once_per_fold(chunked_client, data):
     assert np.all(search.cv_results_["mean_test_accuracy"] > 0.8)
 
 
-def test_chunked_input_rejects_splitters_that_cut_blocks(chunked_client, data):
+def test_chunked_input_rejects_splitters_that_cut_blocks(client, data):
     X, y = data
     Xa, ya = da.from_array(X, chunks=(150, 8)), da.from_array(y, chunks=150)
     with pytest.raises(ValueError, match="folds follow block boundaries"):
