@@ -221,3 +221,67 @@ def test_map_blocks_and_blockwise(backend, data):
     np.testing.assert_allclose(inner.compute(), data @ data.T)
     with pytest.raises(ValueError, match="appear in no input"):
         da.blockwise(np.add, "ijk", x, "ij", dtype=float)
+
+
+CUBE = np.random.default_rng(9).standard_normal((6, 5, 4))
+FANCY = [
+    ([1, 5, 2], [0, 3, 4]), ([1, -1], slice(None), [0, 3]), (0, slice(None), [1, 2]),
+    (slice(None), 0, [1, 2]), ([[0], [1]], 0), ([[0, 1], [2, 3]], [1, 2]), (Ellipsis, [0, 1]),
+    ([0, 1], None, [0, 1]), ([0, 1], [0, 1], None), (None, [0, 1], [0, 1]),
+    (slice(1, 5), [[0], [4]], [1, 3]), (CUBE[:, 0, 0] > 0,), (slice(None), CUBE[0, :, 0] > 0),
+    (CUBE[:, :, 0] > 0,), (CUBE > 0,), (slice(None), CUBE[0] > 0), ([],), ([], []),
+    (np.array([3]), [1, 2], [[0], [3]]), (slice(None, None, -1), [4, 0], slice(None)),
+    (0, [1], 0), ([2, 2, 2],), ([[5]],), (CUBE[:, 0, 0] > 9,),
+    (1, [0, 1, 2, 3, 4], [3, 2, 1, 0, 0]), ([1, 2], Ellipsis, [0, 1]), (np.int64(2), [1]),
+    ([0, 1], 2, None, [1, 2]), ([-6, 5], slice(0, 0), [-4]),
+]
+
+
+@pytest.mark.parametrize("index", FANCY, ids=[str(i) for i in range(len(FANCY))])
+def test_fancy_indexing_matches_numpy(backend, index):
+    x = da.from_array(CUBE, chunks=(4, 2, 3))
+    got, expected = x[index], CUBE[index]
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got.compute(), expected)
+
+
+def test_chained_and_distributed_masks(backend):
+    x = da.from_array(CUBE, chunks=(4, 2, 3))
+    np.testing.assert_array_equal(x[[1, 5, 2], :][:, [0, 3]].compute(),
+                                  CUBE[[1, 5, 2], :][:, [0, 3]])
+    m = x > 0
+    for got, expected in [(x[m], CUBE[CUBE > 0]), (x[:, m[0]], CUBE[:, CUBE[0] > 0]),
+                          (x[0][m[0]], CUBE[0][CUBE[0] > 0]),
+                          (x[:, :, m[0, 0, :]], CUBE[:, :, CUBE[0, 0] > 0]),
+                          (x[1, m[0, :, 0]], CUBE[1, CUBE[0, :, 0] > 0])]:
+        assert np.isnan(got.shape).sum() == 1
+        np.testing.assert_array_equal(got.compute(), expected)
+    y = x[m]
+    y.compute_chunk_sizes()
+    assert y.shape == (int((CUBE > 0).sum()),)
+
+
+def test_fancy_indexing_errors():
+    x = da.from_array(CUBE, chunks=(4, 2, 3))
+    m = x > 0
+    for index, err, match in [
+        ([0, 9], IndexError, "index 9 is out of bounds for axis 0 with size 6"),
+        ((slice(None), [-6]), IndexError, "index -6 is out of bounds for axis 1 with size 5"),
+        ((0, [1], 7), IndexError, "index 7 is out of bounds for axis 2 with size 4"),
+        (([0, 1], [0, 1, 2]), IndexError, r"could not be broadcast together with shapes \(2,\) \(3,\)"),
+        (1.5, IndexError, "unsupported index 1.5"),
+        ([1.0], IndexError, "integer or boolean type, got float64"),
+        (True, IndexError, "boolean scalar"),
+        ((0, slice(None), m[0, 0]), IndexError, "index in two steps"),
+        ((m[0], [1]), IndexError, "cannot be combined"),
+        (np.ones((6, 4), bool), IndexError, r"does not match axes 0..1 of shape \(6, 5\)"),
+        ((m[:, 0, 0] > 0).astype(int), IndexError, "distml integer Array"),
+        ((0, 0, 0, 0), IndexError, "too many indices"),
+    ]:
+        with pytest.raises(err, match=match):
+            x[index]
+    y = x[m[:, 0, 0]]  # unknown length on axis 0
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        y[[0, 1]]
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        y[np.ones(3, bool)]

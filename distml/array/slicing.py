@@ -1,6 +1,7 @@
 """Indexing: basic slicing (ints, slices with steps, None, Ellipsis), integer-array and
-boolean-mask selection along one axis.  A boolean mask gives blocks of unknown length
-(``nan`` chunks); :meth:`Array.compute_chunk_sizes` resolves them."""
+boolean-mask selection (on several axes through :mod:`distml.array.fancy`).  A distml
+boolean Array as mask gives blocks of unknown length (``nan`` chunks);
+:meth:`Array.compute_chunk_sizes` resolves them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from distml.array.chunks import _is_known, offsets, tokenize
 from distml.array.core import Array
+from distml.array.fancy import check_bounds, gather
 
 __all__ = ["getitem"]
 
@@ -46,11 +48,21 @@ def _slice_plan(s: slice, chunks_1d: tuple) -> list[tuple[int, slice, int]]:
     return plan or [(0, slice(0, 0), 0)]
 
 
+def _consumes(item: Any) -> int:
+    """How many axes of the array an index item uses (a boolean mask: its dimensions)."""
+    if item is None or item is Ellipsis:
+        return 0
+    if isinstance(item, (np.ndarray, Array)) and item.dtype == bool:
+        return item.ndim
+    return 1
+
+
 def _expand(index: tuple, ndim: int) -> tuple:
+    """``index`` with the Ellipsis (or the missing trailing axes) spelled out as slices."""
     n_ell = sum(1 for i in index if i is Ellipsis)
     if n_ell > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    used = sum(_consumes(i) for i in index)
     if used > ndim:
         raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but "
                          f"{used} were indexed")
@@ -132,17 +144,8 @@ def _mask_block(block: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
     return np.compress(mask, block, axis=axis)
 
 
-def _mask(x: Array, mask: Any, axis: int) -> Array:
-    from distml.array.creation import from_array
-    if isinstance(mask, np.ndarray):
-        if mask.shape != (x.shape[axis],):
-            raise IndexError(f"boolean index of shape {mask.shape} does not match axis "
-                             f"{axis} of length {x.shape[axis]}")
-        mask = from_array(mask, chunks=(x.chunks[axis],))
-    n, m = x.shape[axis], mask.shape[0]
-    if _is_known(n) and _is_known(m) and n != m:
-        raise IndexError(f"boolean index of length {m} does not match axis {axis} of "
-                         f"length {n}")
+def _mask(x: Array, mask: Array, axis: int) -> Array:
+    """``x`` masked along ``axis`` by a 1-d boolean Array of the same length."""
     mask = mask.rechunk((x.chunks[axis],))
     name = f"mask-{tokenize(x, mask, axis)}"
     dsk = {}
@@ -166,11 +169,7 @@ def _take(x: Array, idx: np.ndarray, axis: int) -> Array:
     if not all(_is_known(c) for c in chunks_1d):
         raise ValueError(f"cannot take from axis {axis} of unknown length; call "
                          "compute_chunk_sizes() first")
-    n = sum(chunks_1d)
-    idx = np.where(idx < 0, idx + n, idx).astype(np.intp)
-    bad = idx[(idx < 0) | (idx >= n)]
-    if bad.size:
-        raise IndexError(f"index {int(bad[0])} is out of bounds for axis {axis} with size {n}")
+    idx = check_bounds(idx, sum(chunks_1d), axis)
     starts = np.asarray(offsets(chunks_1d))
     block_of = np.searchsorted(starts, idx, side="right") - 1
     piece = max(1, max(chunks_1d))
@@ -198,41 +197,159 @@ def _take(x: Array, idx: np.ndarray, axis: int) -> Array:
     return Array({**x.dask, **dsk}, name, tuple(chunks), x.dtype)
 
 
+def _mask_nd_block(block: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
+    return block[(slice(None),) * axis + (mask,)]
+
+
+def _mask_nd(x: Array, mask: Array, axis: int) -> Array:
+    """``x`` masked by a k-d boolean Array covering axes ``axis .. axis+k-1``.
+
+    The covered axes after the first are joined into single blocks, so that each block's
+    selected elements come out in numpy's (row-major) order.
+    """
+    covered = range(axis, axis + mask.ndim)
+    for j, a in enumerate(covered):
+        n, m = x.shape[a], mask.shape[j]
+        if _is_known(n) and _is_known(m) and n != m:
+            raise IndexError(f"boolean index did not match the array along axis {a}: the "
+                             f"axis has length {n}, the mask {m}")
+    if mask.ndim == 1:
+        return _mask(x, mask, axis)
+    x = x.rechunk({a: -1 for a in covered[1:]})
+    mask = mask.rechunk(tuple(x.chunks[a] for a in covered))
+    name = f"mask-{tokenize(x, mask, axis)}"
+    grid = [range(1) if a in covered[1:] else range(n) for a, n in enumerate(x.numblocks)]
+    dsk = {}
+    for idx in itertools.product(*grid):
+        out_idx = tuple(i for a, i in enumerate(idx) if a not in covered[1:])
+        dsk[(name, *out_idx)] = (_mask_nd_block, (x.name, *idx),
+                                 (mask.name, *idx[axis:axis + mask.ndim]), axis)
+    chunks = tuple((float("nan"),) * len(c) if a == axis else c
+                   for a, c in enumerate(x.chunks) if a not in covered[1:])
+    return Array({**x.dask, **mask.dask, **dsk}, name, chunks, x.dtype)
+
+
+def _is_int(item: Any) -> bool:
+    return isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_))
+
+
+def _clean(item: Any) -> Any:
+    """One index item checked and normalized (lists to arrays, 0-d arrays to scalars)."""
+    if isinstance(item, list):
+        item = np.asarray(item)
+        if item.size == 0:
+            item = item.astype(np.intp)
+    if isinstance(item, (bool, np.bool_)) or (isinstance(item, np.ndarray) and item.ndim == 0
+                                              and item.dtype == bool):
+        raise IndexError("boolean scalar indices are not supported; use a boolean array")
+    if isinstance(item, np.ndarray) and item.ndim == 0:
+        item = item.item()
+    if isinstance(item, (np.ndarray, Array)):
+        if item.dtype != bool and item.dtype.kind not in "iu":
+            raise IndexError(f"arrays used as indices must be of integer or boolean type, "
+                             f"got {item.dtype}")
+    elif not (item is None or item is Ellipsis or isinstance(item, slice) or _is_int(item)):
+        raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}: use "
+                         "ints, slices, None, Ellipsis, or integer or boolean arrays")
+    return item
+
+
+def _output_axes_before(items: tuple, pos: int) -> int:
+    """How many result axes the items before ``pos`` make (slices and None do, ints don't)."""
+    return sum(1 for i in items[:pos] if i is None or isinstance(i, slice))
+
+
+def _distributed_mask(x: Array, items: tuple, pos: int) -> Array:
+    mask = items[pos]
+    if mask.dtype != bool:
+        raise IndexError("indexing with a distml integer Array; compute it first")
+    ints = [k for k, i in enumerate(items) if _is_int(i)]
+    run = sorted(ints + [pos])
+    if ints and run != list(range(run[0], run[-1] + 1)):
+        raise IndexError("a distml boolean mask and integers separated by other indices: "
+                         "index in two steps")
+    rest = items[:pos] + (slice(None),) * mask.ndim + items[pos + 1:]
+    return _mask_nd(_basic(x, rest), mask, _output_axes_before(items, pos))
+
+
 def getitem(x: Array, index: Any) -> Array:
-    """``x[index]`` (see the module docstring for what is supported)."""
+    """``x[index]`` with numpy's rules.
+
+    Basic indexing (ints, slices with steps, None, Ellipsis) selects blocks and slices them.
+    Integer arrays on one or several axes (broadcast together, negative positions counted
+    from the end) gather points; numpy boolean masks act as their ``nonzero()`` positions.
+    A distml boolean Array gives blocks of unknown length.
+    """
     if not isinstance(index, tuple):
         index = (index,)
-    index = tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
-    advanced = [k for k, i in enumerate(index)
-                if isinstance(i, (Array, np.ndarray)) and not (isinstance(i, np.ndarray)
-                                                                and i.ndim == 0)]
-    index = tuple(i.item() if isinstance(i, np.ndarray) and i.ndim == 0 else i for i in index)
-    if len(advanced) > 1:
-        raise IndexError("only one array index per indexing operation is supported")
-    if not advanced:
-        return _basic(x, _expand(index, x.ndim))
-    (pos,) = advanced
-    arr = index[pos]
-    marker = _Marker()
-    expanded = _expand(index[:pos] + (marker,) + index[pos + 1:], x.ndim)
-    at = next(k for k, i in enumerate(expanded) if i is marker)
-    out_axis = sum(1 for i in expanded[:at] if not isinstance(i, (int, np.integer)))
-    expanded = expanded[:at] + (slice(None),) + expanded[at + 1:]
-    y = _basic(x, expanded)
-    if arr.dtype == bool:
-        if arr.ndim != 1:
-            raise IndexError("boolean masks must be 1-d (select along one axis); "
-                                      f"got a {arr.ndim}-d mask")
-        return _mask(y, arr, out_axis)
-    if isinstance(arr, Array):
-        raise IndexError("indexing with a distml integer Array; compute it first")
-    if arr.dtype.kind not in "iu":
-        raise IndexError(f"arrays used as indices must be of integer or boolean type, "
-                         f"got {arr.dtype}")
-    if arr.ndim != 1:
-        raise IndexError(f"integer index arrays must be 1-d, got {arr.ndim}-d")
-    return _take(y, arr, out_axis)
-
-
-class _Marker:
-    """Stands for the array index while the rest of the index is expanded."""
+    items = _expand(tuple(_clean(i) for i in index), x.ndim)
+    arrays = [k for k, i in enumerate(items) if isinstance(i, (Array, np.ndarray))]
+    if not arrays:
+        return _basic(x, items)
+    distributed = [k for k in arrays if isinstance(items[k], Array)]
+    if distributed:
+        if len(arrays) > 1:
+            raise IndexError("a distml Array index cannot be combined with other array "
+                             "indices; index in two steps")
+        return _distributed_mask(x, items, distributed[0])
+    flat: list = []  # numpy masks replaced by their nonzero positions, one array per axis
+    axis_of: list = []  # the array's axis each item of ``flat`` indexes (None: new axis)
+    axis = 0
+    for item in items:
+        if isinstance(item, np.ndarray) and item.dtype == bool:
+            lengths = x.shape[axis:axis + item.ndim]
+            if not all(_is_known(n) for n in lengths):
+                raise ValueError(f"cannot apply a boolean mask to axes of unknown length "
+                                 f"{lengths}; call compute_chunk_sizes() first")
+            if item.shape != tuple(lengths):
+                raise IndexError(f"boolean index of shape {item.shape} does not match axes "
+                                 f"{axis}..{axis + item.ndim - 1} of shape {tuple(lengths)}")
+            flat.extend(item.nonzero())
+            axis_of.extend(range(axis, axis + item.ndim))
+            axis += item.ndim
+        else:
+            flat.append(item)
+            axis_of.append(None if item is None else axis)
+            axis += item is not None
+    advanced = [k for k, i in enumerate(flat) if isinstance(i, np.ndarray) or _is_int(i)]
+    for k in advanced:
+        n = x.shape[axis_of[k]]
+        if isinstance(flat[k], np.ndarray):
+            if not _is_known(n):
+                raise ValueError(f"cannot index axis {axis_of[k]} of unknown length with an "
+                                 "array; call compute_chunk_sizes() first")
+            flat[k] = check_bounds(flat[k], int(n), axis_of[k])
+    if len(advanced) == 1:
+        (pos,) = advanced
+        if flat[pos].ndim == 1:
+            rest = tuple(flat[:pos]) + (slice(None),) + tuple(flat[pos + 1:])
+            return _take(_basic(x, rest), flat[pos], _output_axes_before(tuple(flat), pos))
+    for k in advanced:
+        if _is_int(flat[k]):
+            n = x.shape[axis_of[k]]
+            if not _is_known(n):
+                raise ValueError(f"cannot index axis {axis_of[k]} of unknown length with an "
+                                 "int; call compute_chunk_sizes() first")
+            flat[k] = check_bounds(np.asarray(flat[k]), int(n), axis_of[k])
+    try:
+        points = np.broadcast_arrays(*[flat[k] for k in advanced])
+    except ValueError:
+        shapes = " ".join(str(flat[k].shape) for k in advanced)
+        raise IndexError(f"shape mismatch: indexing arrays could not be broadcast together "
+                         f"with shapes {shapes}") from None
+    contiguous = advanced == list(range(advanced[0], advanced[-1] + 1))
+    plain = tuple(slice(None) if k in advanced else i for k, i in enumerate(flat)
+                  if i is not None)
+    out = gather(_basic(x, plain), [axis_of[k] for k in advanced], points, not contiguous)
+    if any(i is None for i in flat):  # put the new axes where numpy puts them
+        tokens = ["new" if i is None else "adv" if k in advanced else "keep"
+                  for k, i in enumerate(flat)]
+        n_points = points[0].ndim
+        if contiguous:
+            first = tokens.index("adv")
+            tokens = tokens[:first] + ["keep"] * n_points + [t for t in tokens[first:]
+                                                             if t != "adv"]
+        else:
+            tokens = ["keep"] * n_points + [t for t in tokens if t != "adv"]
+        out = _basic(out, tuple(None if t == "new" else slice(None) for t in tokens))
+    return out
