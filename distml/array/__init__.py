@@ -13,21 +13,26 @@ from distml.array.chunks import normalize_chunks
 from distml.array.core import Array
 from distml.array.creation import (arange, from_array, from_blocks, full, full_like, linspace,
                                    ones, ones_like, zeros, zeros_like)
+from distml.array.dispatch import expand_dims, round, squeeze
 from distml.array.elementwise import abs, clip, elemwise, where
 from distml.array.io import from_npy, to_npy
 from distml.array.linalg import dot, matmul, tensordot, transpose
 from distml.array.manipulation import concatenate, stack
+from distml.array.nanreductions import (nanmax, nanmean, nanmin, nanprod, nanstd, nansum,
+                                        nanvar)
 from distml.array.optimize import optimize
 from distml.array.rechunk import rechunk
-from distml.array.reductions import (all, any, argmax, argmin, max, mean, min, prod, std, sum,
-                                     var)
+from distml.array.reductions import (all, any, argmax, argmin, max, mean, min, nanargmax,
+                                     nanargmin, prod, std, sum, var)
 
 __all__ = [
     "Array", "abs", "all", "any", "arange", "argmax", "argmin", "blockwise", "clip",
-    "compute", "concatenate", "dot", "elemwise", "from_array", "from_blocks", "from_npy",
-    "full", "full_like", "linspace", "map_blocks", "matmul", "max", "mean", "min",
-    "normalize_chunks", "ones", "ones_like", "optimize", "prod", "random", "rechunk", "stack",
-    "std", "sum", "tensordot", "to_npy", "transpose", "var", "where", "zeros", "zeros_like",
+    "compute", "concatenate", "dot", "elemwise", "expand_dims", "from_array", "from_blocks",
+    "from_npy", "full", "full_like", "linspace", "map_blocks", "matmul", "max", "mean", "min",
+    "nanargmax", "nanargmin", "nanmax", "nanmean", "nanmin", "nanprod", "nanstd", "nansum",
+    "nanvar", "normalize_chunks", "ones", "ones_like", "optimize", "prod", "random", "rechunk",
+    "round", "squeeze", "stack", "std", "sum", "tensordot", "to_npy", "transpose", "var",
+    "where", "zeros", "zeros_like",
 ]
 
 

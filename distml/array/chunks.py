@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import uuid
@@ -35,6 +36,11 @@ def _hash_part(h: "xxhash.xxh3_128", obj: Any) -> None:
         for k in sorted(obj, key=repr):
             _hash_part(h, k)
             _hash_part(h, obj[k])
+    elif isinstance(obj, functools.partial):
+        h.update(b"partial")
+        _hash_part(h, obj.func)
+        _hash_part(h, obj.args)
+        _hash_part(h, obj.keywords)
     elif callable(obj) and hasattr(obj, "__qualname__"):
         h.update(f"func:{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
     elif obj is None or isinstance(obj, (str, bytes, int, float, complex, bool, slice,

@@ -233,6 +233,10 @@ class Array:
         from distml.array.elementwise import apply_ufunc
         return apply_ufunc(ufunc, method, inputs, kwargs)
 
+    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
+        from distml.array.dispatch import array_function
+        return array_function(func, types, args, kwargs)
+
     def __matmul__(self, other: Any) -> "Array":
         from distml.array.linalg import matmul
         return matmul(self, other)

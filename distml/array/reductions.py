@@ -22,7 +22,7 @@ from distml.array.chunks import known, offsets, tokenize
 from distml.array.core import Array
 
 __all__ = ["reduction", "sum", "prod", "mean", "var", "std", "min", "max", "any", "all",
-           "argmin", "argmax", "normalize_axis"]
+           "argmin", "argmax", "nanargmin", "nanargmax", "normalize_axis"]
 
 DEFAULT_SPLIT_EVERY = 4
 
@@ -295,20 +295,30 @@ def _arg_chunk(kind: str, block: np.ndarray, axes: tuple[int, ...], start: tuple
                shape: tuple[int, ...] | None) -> Any:
     """``(values, global indices)`` of the block's extreme along ``axes``.
 
-    With ``shape`` (flattened search over all axes) indices are flat indices of the whole
-    array; otherwise they are positions along the single reduced axis.
+    ``kind`` is ``min``/``max``, or ``nanmin``/``nanmax`` to skip NaN (a slice that is all
+    NaN reports NaN).  With ``shape`` (flattened search over all axes) indices are flat
+    indices of the whole array; otherwise they are positions along the single reduced axis.
     """
     if _empty(block, axes):
         return None
-    find = np.argmin if kind == "min" else np.argmax
+    skipna = kind.startswith("nan") and block.dtype.kind in "fc"
+    find = np.argmin if kind.endswith("min") else np.argmax
+    nanfind = np.nanargmin if kind.endswith("min") else np.nanargmax
     if shape is not None:
-        local = int(find(block))
+        if skipna and not np.isnan(block).all():
+            local = int(nanfind(block))
+        else:
+            local = int(find(block))
         pos = np.unravel_index(local, block.shape)
         flat = np.ravel_multi_index(tuple(p + s for p, s in zip(pos, start)), shape)
         ones = (1,) * block.ndim
         return block.reshape(-1)[local:local + 1].reshape(ones), np.full(ones, flat, np.intp)
     (a,) = axes
-    local = find(block, axis=a, keepdims=True)
+    if skipna:
+        all_nan = np.isnan(block).all(axis=a, keepdims=True)
+        local = nanfind(np.where(all_nan, 0, block), axis=a, keepdims=True)
+    else:
+        local = find(block, axis=a, keepdims=True)
     return np.take_along_axis(block, local, axis=a), (local + start[a]).astype(np.intp)
 
 
@@ -318,10 +328,13 @@ def _arg_combine(kind: str, parts: list) -> Any:
         return None
     vals, idx = parts[0]
     for vb, ib in parts[1:]:
-        better = vb < vals if kind == "min" else vb > vals
+        better = vb < vals if kind.endswith("min") else vb > vals
         nan_a, nan_b = vals != vals, vb != vb
         tie = (vb == vals) | (nan_a & nan_b)
-        take = (better & ~nan_a) | (nan_b & ~nan_a) | (tie & (ib < idx))
+        if kind.startswith("nan"):  # NaN loses
+            take = better | (nan_a & ~nan_b) | (tie & (ib < idx))
+        else:  # NaN wins, as in numpy
+            take = (better & ~nan_a) | (nan_b & ~nan_a) | (tie & (ib < idx))
         vals, idx = np.where(take, vb, vals), np.where(take, ib, idx)
     return vals, idx
 
@@ -329,6 +342,8 @@ def _arg_combine(kind: str, parts: list) -> Any:
 def _arg_aggregate(kind: str, partial: Any) -> np.ndarray:
     if partial is None:
         raise ValueError(f"attempt to get arg{kind} of an empty sequence")
+    if kind.startswith("nan") and np.any(partial[0] != partial[0]):
+        raise ValueError("All-NaN slice encountered")
     return partial[1]
 
 
@@ -367,4 +382,18 @@ def argmax(x: Array, axis: int | None = None, keepdims: bool = False,
     """Index of the maximum along ``axis`` (flat index when ``axis`` is None)."""
     _check_out(out)
     return _arg("max", x, axis, keepdims, split_every)
+
+
+def nanargmin(x: Array, axis: int | None = None, keepdims: bool = False,
+              split_every: int | None = None, out: None = None) -> Array:
+    """Index of the minimum along ``axis`` ignoring NaN; ValueError for an all-NaN slice."""
+    _check_out(out)
+    return _arg("nanmin", x, axis, keepdims, split_every)
+
+
+def nanargmax(x: Array, axis: int | None = None, keepdims: bool = False,
+              split_every: int | None = None, out: None = None) -> Array:
+    """Index of the maximum along ``axis`` ignoring NaN; ValueError for an all-NaN slice."""
+    _check_out(out)
+    return _arg("nanmax", x, axis, keepdims, split_every)
 
