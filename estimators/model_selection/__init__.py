@@ -8,7 +8,10 @@ stop weak models early (successive halving, Hyperband).
 ``HyperbandSearchCV`` (``_incremental``).
 """
 
+from distml.estimators.model_selection._incremental import (HyperbandSearchCV,
+                                                            SuccessiveHalvingSearchCV)
 from distml.estimators.model_selection._search import GridSearchCV, RandomizedSearchCV
 from distml.estimators.model_selection._split import block_folds, train_test_split
 
-__all__ = ["GridSearchCV", "RandomizedSearchCV", "block_folds", "train_test_split"]
+__all__ = ["GridSearchCV", "HyperbandSearchCV", "RandomizedSearchCV", "SuccessiveHalvingSearchCV",
+           "block_folds", "train_test_split"]
