@@ -397,3 +397,173 @@ def test_a_row_that_does_not_parse_names_file_and_line(tmp_path, backend):
     late.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(20000)) + "1,2,3\n")
     with pytest.raises(ValueError, match=r"late\.csv: line 20002"):
         dd.read_csv(str(late), blocksize="20KB").compute()
+
+
+# ------------------------------------------------------------------------- global index
+def test_divisions_from_sorted_index(backend):
+    pdf = frame(23).set_index(np.arange(23) * 3)
+    df = dd.from_pandas(pdf, npartitions=4)
+    assert df.known_divisions and df.divisions == (0, 15, 33, 51, 66)
+    assert dd.from_pandas(pdf.iloc[::-1], npartitions=4).divisions == (None,) * 5
+    assert dd.from_pandas(pdf.iloc[:3], npartitions=5).divisions == (None,) * 6  # empty parts
+    dup = pd.DataFrame({"x": range(8)}, index=[1, 1, 1, 1, 2, 2, 3, 3])
+    d = dd.from_pandas(dup, npartitions=3)  # equal labels never straddle a boundary
+    assert d.divisions == (1, 2, 3, 3) and d.partition_lengths() == (4, 2, 2)
+    pd.testing.assert_frame_equal(d.compute(), dup)
+    kept = (df[df["a"] > 0] * 1)[["a", "b"]]  # row filters and column math keep divisions
+    assert kept.divisions == df.divisions
+    assert df.map_partitions(lambda p: p.reset_index()).divisions == (None,) * 5
+    assert df.repartition(2).divisions == (None,) * 3
+    other = dd.from_pandas(pdf.set_index(np.arange(23) * 3 + 1), npartitions=4)
+    with pytest.raises(ValueError, match="different divisions"):
+        df["a"] + other["a"]
+
+
+def test_loc_on_divisions(backend):
+    pdf = frame(40).set_index(np.arange(40) * 2)
+    df = dd.from_pandas(pdf, npartitions=5)  # divisions 0, 16, 32, 48, 64, 78
+    one = df.loc[20]
+    assert one.npartitions == 1
+    pd.testing.assert_frame_equal(one.compute(), pdf.loc[[20]])
+    assert df.loc[16].npartitions == 2  # a label on a boundary: both neighbours are read
+    pd.testing.assert_frame_equal(df.loc[16].compute(), pdf.loc[[16]])
+    assert len(df.loc[21].compute()) == 0  # inside the divisions but absent: no row
+    part = df.loc[20:50]
+    assert part.npartitions == 3 and part.divisions == (20, 32, 48, 50)
+    pd.testing.assert_frame_equal(part.compute(), pdf.loc[20:50])
+    pd.testing.assert_frame_equal(df.loc[:10].compute(), pdf.loc[:10])
+    pd.testing.assert_frame_equal(df.loc[70:].compute(), pdf.loc[70:])
+    pd.testing.assert_frame_equal(df.loc[100:200].compute(), pdf.loc[100:200])
+    pd.testing.assert_frame_equal(df.loc[[2, 40, 78]].compute(), pdf.loc[[2, 40, 78]])
+    pd.testing.assert_frame_equal(df.loc[10:30, ["a", "s"]].compute(),
+                                  pdf.loc[10:30, ["a", "s"]])
+    pd.testing.assert_series_equal(df.loc[10:30, "b"].compute(), pdf.loc[10:30, "b"])
+    pd.testing.assert_series_equal(df["b"].loc[10:30].compute(), pdf["b"].loc[10:30])
+    pd.testing.assert_frame_equal(df.loc[df["a"] > 3].compute(), pdf.loc[pdf["a"] > 3])
+    pd.testing.assert_frame_equal(df.loc[4:20, :].compute(), pdf.loc[4:20, :])
+
+
+def test_loc_without_divisions_reads_every_partition(backend):
+    pdf = frame(30).set_index(np.random.default_rng(1).permutation(30))
+    df = dd.from_pandas(pdf, npartitions=3)
+    assert not df.known_divisions
+    assert df.loc[7].npartitions == 3
+    pd.testing.assert_frame_equal(df.loc[7].compute(), pdf.loc[[7]])
+    same_rows = df.loc[5:12].compute()
+    pd.testing.assert_frame_equal(same_rows, pdf[(pdf.index >= 5) & (pdf.index <= 12)])
+    pd.testing.assert_frame_equal(df.loc[[3, 9]].compute(),
+                                  pdf[pdf.index.isin([3, 9])])
+
+
+def test_loc_errors():
+    pdf = frame(20).set_index(np.arange(20))
+    df = dd.from_pandas(pdf, npartitions=2)
+    with pytest.raises(KeyError, match="outside the divisions 0 .. 19"):
+        df.loc[20]
+    with pytest.raises(KeyError, match=r"labels \[-1, 30\]"):
+        df.loc[[-1, 3, 30]]
+    with pytest.raises(TypeError, match="cannot be compared"):
+        df.loc["x"]
+    with pytest.raises(ValueError, match="step"):
+        df.loc[0:10:2]
+    with pytest.raises(KeyError, match="unknown column"):
+        df.loc[0:3, ["nope"]]
+    with pytest.raises(IndexError, match="only rows"):
+        df["a"].loc[0, "a"]
+    with pytest.raises(TypeError, match="column slices"):
+        df.loc[0:3, "a":"b"]
+    with pytest.raises(TypeError, match="cannot select rows with a dict"):
+        df.loc[{"a": 1}]
+
+
+def test_set_index_sorted(backend):
+    pdf = frame(30)
+    pdf["t"] = np.arange(30) // 2 * 5  # sorted, with duplicates
+    df = dd.from_pandas(pdf, npartitions=4)
+    got = df.set_index("t", sorted=True)
+    assert got.divisions == (0, 15, 35, 55, 70)
+    pd.testing.assert_frame_equal(got.compute(), pdf.set_index("t"))
+    pd.testing.assert_frame_equal(got.loc[20:40].compute(), pdf.set_index("t").loc[20:40])
+    kept = df.set_index("t", sorted=True, drop=False)
+    pd.testing.assert_frame_equal(kept.compute(), pdf.set_index("t", drop=False))
+    sparse = df[df["t"] > 40].set_index("t", sorted=True)  # empty partitions are dropped
+    assert sparse.npartitions == 2 and sparse.partition_lengths() == (4, 8)
+    pd.testing.assert_frame_equal(sparse.compute(), pdf[pdf["t"] > 40].set_index("t"))
+
+
+def test_set_index_errors():
+    pdf = frame(30)
+    pdf["t"] = np.arange(30.0)
+    df = dd.from_pandas(pdf, npartitions=3)
+    with pytest.raises(ValueError, match="not sorted within partition 0"):
+        df.set_index("b", sorted=True)
+    rev = dd.from_pandas(pdf.assign(t=np.concatenate([np.arange(10, 30), np.arange(10)])), 3)
+    with pytest.raises(ValueError, match=r"partition 2 starts at 0.*before partition 1 ends"):
+        rev.set_index("t", sorted=True)
+    with pytest.raises(ValueError, match="column 'c' has missing values"):
+        df.set_index("c", sorted=True)
+    with pytest.raises(ValueError, match="column 'c' has missing values"):
+        df.set_index("c")
+    with pytest.raises(KeyError, match="unknown column"):
+        df.set_index("nope")
+    from distml.dataframe.indexing import set_index
+    with pytest.raises(TypeError, match="needs a DataFrame"):
+        set_index(df["a"], "a")
+
+
+@pytest.mark.parametrize("npartitions", [None, 1, 4])
+def test_set_index_sorts_across_partitions(backend, npartitions):
+    rng = np.random.default_rng(5)
+    pdf = pd.DataFrame({"k": rng.integers(0, 40, 300), "v": np.arange(300),
+                        "s": [f"w{i % 13}" for i in range(300)]})
+    df = dd.from_pandas(pdf, npartitions=6)
+    got = df.set_index("k", npartitions=npartitions)
+    expected = pdf.set_index("k").sort_index(kind="stable")
+    assert got.known_divisions and got.npartitions <= (npartitions or 6)
+    pd.testing.assert_frame_equal(got.compute(), expected)
+    from distml.dataframe.scheduling import get
+    d = got.divisions
+    for i, p in enumerate(get(got.__distml_graph__(), got.__distml_keys__())):
+        assert len(p) and p.index.min() == d[i] and p.index.max() <= d[i + 1]
+    by_text = df.set_index("s")
+    pd.testing.assert_frame_equal(by_text.compute(), pdf.set_index("s").sort_index(kind="stable"))
+    pd.testing.assert_frame_equal(by_text.loc["w3"].compute(),
+                                  pdf.set_index("s").sort_index(kind="stable").loc[["w3"]])
+
+
+def test_reset_index(backend):
+    pdf = frame(25).set_index(np.arange(25) * 7)
+    df = dd.from_pandas(pdf, npartitions=3)
+    got = df.reset_index()
+    assert got.divisions == (0, 8, 16, 24)
+    pd.testing.assert_frame_equal(got.compute(), pdf.reset_index())
+    filtered = df[df["a"] > 0].reset_index(drop=True)  # lengths unknown: offsets by tasks
+    assert filtered.divisions == (None,) * 4
+    expected = pdf[pdf["a"] > 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(filtered.compute(), expected)
+    assert len(filtered) == len(expected)
+    assert filtered.divisions == positional(filtered.partition_lengths())
+    pd.testing.assert_frame_equal(filtered.loc[3:6].compute(), expected.loc[3:6])
+    pd.testing.assert_frame_equal(df["b"].reset_index().compute(), pdf["b"].reset_index())
+
+
+def positional(lengths):
+    starts = np.cumsum((0,) + lengths)
+    return tuple(int(s) for s in starts[:-1]) + (int(starts[-1]) - 1,)
+
+
+def test_read_csv_unique_range_index(backend, tmp_path):
+    expected = write_csvs(tmp_path)
+    df = dd.read_csv(str(tmp_path / "part*.csv"), blocksize=300)
+    assert df.npartitions > 3
+    got = df.compute()
+    pd.testing.assert_index_equal(got.index, pd.RangeIndex(len(expected)), exact=False)
+    pd.testing.assert_frame_equal(got, expected)
+    assert df.divisions[0] is None
+    held = df.persist()
+    assert len(held) == len(expected)
+    assert held.divisions == positional(held.partition_lengths())
+    pd.testing.assert_frame_equal(held.loc[50:60].compute(), expected.loc[50:60])
+    assert held.loc[50:60].npartitions < held.npartitions
+    pd.testing.assert_frame_equal(df.head(3), expected.head(3))
+    assert (df["a"] + 1).compute().index.is_unique

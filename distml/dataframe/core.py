@@ -5,9 +5,12 @@ row order), plus ``meta``: an empty pandas object with the columns and dtypes of
 Operations add tasks and compute the new ``meta`` by applying the same pandas operation to the
 old ``meta``, so mistakes (unknown columns, bad arguments) surface before anything runs.
 
-Rows are not indexed globally: each partition keeps the index it was made with, and operations
-between two collections pair partition ``i`` with partition ``i``, so their operands must be
-partitioned alike (derived from the same collection without filtering one of them).
+Each partition keeps its pandas index.  When the index is sorted across partitions the
+collection knows its ``divisions``: the first index value of every partition and the last
+value of the last one, which lets ``.loc`` read only the partitions that can hold a label
+(see :mod:`distml.dataframe.indexing`).  Operations between two collections pair partition
+``i`` with partition ``i``, so their operands must be partitioned alike (derived from the
+same collection without filtering one of them).
 """
 
 from __future__ import annotations
@@ -67,13 +70,14 @@ def _meta_of(obj: Any) -> Any:
 
 
 def partitionwise(func: Callable, *args: Any, meta: Any = None, prefix: str | None = None,
-                  keeps_rows: bool = True) -> "DataFrame | Series":
+                  keeps_rows: bool = True, keeps_index: bool = True) -> "DataFrame | Series":
     """Apply ``func`` to matching partitions of the collections among ``args``.
 
     Partition ``i`` of the result is ``func(*args_i)`` where frames give their partition
     ``i``, a :class:`Scalar` gives its value and other arguments are passed as they are.
     ``meta`` defaults to ``func`` applied to the arguments' ``meta``.  ``keeps_rows`` says
-    that partitions keep their lengths, so known lengths carry over.
+    that partitions keep their lengths, so known lengths carry over; ``keeps_index`` that
+    each output row keeps an index label of its partition, so known divisions carry over.
     """
     frames = [a for a in args if isinstance(a, _Frame)]
     if not frames:
@@ -87,6 +91,10 @@ def partitionwise(func: Callable, *args: Any, meta: Any = None, prefix: str | No
     if len(set(known)) > 1:
         raise ValueError(f"operands have partitions of different lengths {known[0]} and "
                          f"{[k for k in known if k != known[0]][0]}; they are not aligned")
+    divisions = [f._divisions for f in frames]
+    if len({d for d in divisions if d is not None}) > 1:
+        raise ValueError("operands have different divisions (their indexes are split at "
+                         "different labels); they are not aligned")
     if meta is None:
         meta = func(*[_meta_of(a) for a in args])
     graph: dict = {}
@@ -104,15 +112,21 @@ def partitionwise(func: Callable, *args: Any, meta: Any = None, prefix: str | No
             else:
                 task.append(a)
         graph[(name, i)] = tuple(task)
-    return _new(graph, name, meta, n, known[0] if known and keeps_rows else None)
+    kept = divisions[0] if keeps_index and all(d == divisions[0] for d in divisions) else None
+    positional = keeps_rows and keeps_index and all(f._positional for f in frames)
+    return _new(graph, name, meta, n, known[0] if known and keeps_rows else None, kept,
+                positional)
 
 
 def _new(graph: Mapping, name: str, meta: Any, npartitions: int,
-         lengths: tuple[int, ...] | None) -> "DataFrame | Series":
+         lengths: tuple[int, ...] | None, divisions: tuple | None = None,
+         positional: bool = False) -> "DataFrame | Series":
     if isinstance(meta, pd.DataFrame):
-        return DataFrame(graph, name, meta.iloc[:0], npartitions, lengths)
+        return DataFrame(graph, name, meta.iloc[:0], npartitions, lengths, divisions,
+                         positional)
     if isinstance(meta, pd.Series):
-        return Series(graph, name, meta.iloc[:0], npartitions, lengths)
+        return Series(graph, name, meta.iloc[:0], npartitions, lengths, divisions,
+                      positional)
     raise TypeError(f"partitions must be pandas DataFrames or Series, but meta is a "
                     f"{type(meta).__name__}; pass meta= as an empty DataFrame or Series")
 
@@ -150,12 +164,26 @@ class _Frame:
     """What DataFrame and Series share: the graph, partitions, computing and element math."""
 
     def __init__(self, graph: Mapping, name: str, meta: Any, npartitions: int,
-                 lengths: tuple[int, ...] | None = None) -> None:
+                 lengths: tuple[int, ...] | None = None, divisions: tuple | None = None,
+                 positional: bool = False) -> None:
         self._graph = dict(graph)
         self._name = name
         self._meta = meta
         self._npartitions = npartitions
         self._lengths = tuple(lengths) if lengths is not None else None
+        if divisions is not None and len(divisions) != npartitions + 1:
+            raise ValueError(f"{npartitions} partitions need {npartitions + 1} divisions, "
+                             f"got {len(divisions)}")
+        self._divisions = tuple(
+            d.item() if isinstance(d, (np.integer, np.floating, np.bool_)) else d
+            for d in divisions) if divisions is not None else None
+        #: the index is the global row position (0, 1, ...): lengths tell the divisions
+        self._positional = positional
+
+    def _like(self, graph: Mapping, lengths: tuple[int, ...] | None) -> "_Frame":
+        """The same collection (name, meta, divisions) with another graph and lengths."""
+        return type(self)(graph, self._name, self._meta, self._npartitions, lengths,
+                          self._divisions, self._positional)
 
     # ------------------------------------------------------------------ collection protocol
     def __distml_graph__(self) -> Mapping:
@@ -169,14 +197,48 @@ class _Frame:
         return methods.concat(values)
 
     def __distml_persist__(self, futures: list) -> "_Frame":
-        graph = dict(zip(self.__distml_keys__(), futures))
-        return type(self)(graph, self._name, self._meta, self._npartitions, self._lengths)
+        return self._like(dict(zip(self.__distml_keys__(), futures)), self._lengths)
 
     # ------------------------------------------------------------------ basics
     @property
     def npartitions(self) -> int:
         """The number of partitions."""
         return self._npartitions
+
+    @property
+    def divisions(self) -> tuple:
+        """The first index label of each partition and the last label of the last one, or
+        ``(None,) * (npartitions + 1)`` when unknown (index not known to be sorted)."""
+        if self._divisions is None and self._positional and self._lengths is not None:
+            from distml.dataframe.indexing import positional_divisions
+
+            self._divisions = positional_divisions(self._lengths)
+        return self._divisions or (None,) * (self._npartitions + 1)
+
+    @property
+    def known_divisions(self) -> bool:
+        """Whether :attr:`divisions` are known."""
+        return self.divisions[0] is not None
+
+    @property
+    def index(self) -> pd.Index:
+        """An empty index of the partitions' index type and name (the labels are lazy)."""
+        return self._meta.index
+
+    @property
+    def loc(self) -> Any:
+        """Rows by index label: ``df.loc[label]``, ``df.loc[lo:hi]``, ``df.loc[[labels]]``,
+        ``df.loc[rows, columns]`` (see :mod:`distml.dataframe.indexing`)."""
+        from distml.dataframe.indexing import LocIndexer
+
+        return LocIndexer(self)
+
+    def reset_index(self, drop: bool = False) -> "_Frame":
+        """The rows numbered 0, 1, ... across partitions (the old index becomes a column
+        unless ``drop``); see :func:`distml.dataframe.indexing.reset_index`."""
+        from distml.dataframe.indexing import reset_index
+
+        return reset_index(self, drop)
 
     @property
     def meta(self) -> Any:
@@ -195,9 +257,7 @@ class _Frame:
             return client.persist(self)
         keys = self.__distml_keys__()
         parts = get(self._graph, keys)
-        lengths = tuple(len(p) for p in parts)
-        return type(self)(dict(zip(keys, parts)), self._name, self._meta, self._npartitions,
-                          lengths)
+        return self._like(dict(zip(keys, parts)), tuple(len(p) for p in parts))
 
     def partition_lengths(self) -> tuple[int, ...]:
         """The number of rows of each partition; computed once (one small pass) if unknown."""
@@ -255,7 +315,7 @@ class _Frame:
         else:
             meta = _make_meta(meta)
         return partitionwise(func, *args, meta=meta, prefix="map-partitions",
-                             keeps_rows=False)
+                             keeps_rows=False, keeps_index=False)
 
     def dropna(self, how: str = "any", subset: list | None = None,
                thresh: int | None = None) -> "_Frame":
@@ -489,6 +549,15 @@ class DataFrame(_Frame):
             raise TypeError(f"column names must be hashable scalars, not {key!r}")
         new = self._assign([key], [value])
         self._graph, self._name, self._meta = new._graph, new._name, new._meta
+        self._divisions = new._divisions  # same rows: a positional index stays one
+
+    def set_index(self, column: Hashable, sorted: bool = False, drop: bool = True,
+                  npartitions: int | None = None) -> "DataFrame":
+        """The frame indexed by ``column``, sorted by it across partitions, with known
+        divisions; see :func:`distml.dataframe.indexing.set_index`."""
+        from distml.dataframe.indexing import set_index
+
+        return set_index(self, column, sorted=sorted, drop=drop, npartitions=npartitions)
 
     def __repr__(self) -> str:
         return (f"DataFrame<{self._name}, npartitions={self._npartitions}, "

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from distml.dataframe.core import DataFrame
+from distml.dataframe.indexing import reset_index
 from distml.dataframe.scheduling import new_name
 
 #: Bytes of the first file parsed on the client to learn the columns and dtypes.
@@ -142,7 +143,9 @@ def read_csv(path: Any, blocksize: int | str | None = "64MB", header: Any = "inf
     ``usecols``, ``dtype``, ``parse_dates``, ``na_values``, ...) go to ``pandas.read_csv``.
     Columns and dtypes are inferred from the first 64 KiB of the first file (text columns
     there are read as text in every partition); pass ``dtype=`` for numeric columns whose
-    type only shows later (e.g. integers with missing values further on).  Each partition's index starts at 0.
+    type only shows later (e.g. integers with missing values further on).  The rows are numbered
+0, 1, ... across partitions and files, as one ``pandas.read_csv`` of them all would; the
+divisions are known once the row counts are (after ``persist()`` or ``len()``).
 
     Limitations: quoted fields containing newlines are not supported (a range may start
     inside one); options counting rows from the start of a file (``skiprows``, ``nrows``,
@@ -197,7 +200,7 @@ def read_csv(path: Any, blocksize: int | str | None = "64MB", header: Any = "inf
         if text:
             kwargs = {**kwargs, "dtype": {**(user_dtype or {}), **text}}
 
-    name = new_name("read-csv")
+    name = new_name("read-csv-parse")
     graph: dict = {}
     for path_ in files:
         length = os.path.getsize(path_)
@@ -205,4 +208,5 @@ def read_csv(path: Any, blocksize: int | str | None = "64MB", header: Any = "inf
         for offset in range(0, max(length, 1), step):
             graph[(name, len(graph))] = (read_csv_block, path_, offset, step, has_header,
                                          names, kwargs, meta)
-    return DataFrame(graph, name, meta, len(graph), None)
+    parsed = DataFrame(graph, name, meta, len(graph), None)
+    return reset_index(parsed, drop=True, prefix="read-csv")

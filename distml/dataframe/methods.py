@@ -69,3 +69,76 @@ def to_numpy(part: Any, dtype: np.dtype) -> np.ndarray:
 def call_with_kwargs(func: Any, kwargs: dict, *args: Any) -> Any:
     """``func(*args, **kwargs)``: lets tasks pass keyword arguments."""
     return func(*args, **kwargs)
+
+
+def loc_label(part: Any, label: Any) -> Any:
+    """The rows of a partition whose index label is ``label`` (none if it is absent)."""
+    return part[part.index == label]
+
+
+def loc_slice(part: Any, lo: Any, hi: Any) -> Any:
+    """The rows with ``lo <= label <= hi`` (either bound may be None), in partition order."""
+    if part.index.is_monotonic_increasing:
+        return part.loc[lo:hi]
+    keep = np.ones(len(part), dtype=bool)
+    if lo is not None:
+        keep &= np.asarray(part.index >= lo)
+    if hi is not None:
+        keep &= np.asarray(part.index <= hi)
+    return part[keep]
+
+
+def loc_labels(part: Any, labels: list) -> Any:
+    """The rows whose index label is one of ``labels``, in partition order."""
+    return part[part.index.isin(labels)]
+
+
+def prefix_sums(lengths: Sequence[int]) -> list[int]:
+    """``[0, l0, l0 + l1, ...]``: the start of each partition of a group, then its total."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist()
+
+
+def range_indexed(part: Any, offset: int, drop: bool) -> Any:
+    """A partition renumbered ``offset, offset + 1, ...``; the old index becomes a column
+    unless ``drop``."""
+    out = part.reset_index(drop=drop)
+    out.index = pd.RangeIndex(offset, offset + len(out))
+    return out
+
+
+def index_stats(part: pd.DataFrame, column: Hashable) -> tuple:
+    """``(rows, min, max, sorted, has missing)`` of a column of one partition."""
+    col = part[column]
+    if not len(col):
+        return 0, None, None, True, False
+    low, high = (v.item() if isinstance(v, (np.integer, np.floating)) else v
+                 for v in (col.min(), col.max()))
+    return len(col), low, high, col.is_monotonic_increasing, bool(col.isna().any())
+
+
+def set_index(part: pd.DataFrame, column: Hashable, drop: bool) -> pd.DataFrame:
+    """A partition indexed by ``column``."""
+    return part.set_index(column, drop=drop)
+
+
+def column_sample(part: pd.DataFrame, column: Hashable, size: int) -> tuple:
+    """``(rows, missing, sorted sample)``: ``size`` evenly spaced order statistics of a
+    column, its minimum and maximum included."""
+    values = part[column]
+    missing = int(values.isna().sum())
+    ordered = np.sort(values.dropna().to_numpy())
+    if len(ordered) > size:
+        ordered = ordered[np.linspace(0, len(ordered) - 1, size).round().astype(int)]
+    return len(values), missing, ordered
+
+
+def split_by_boundaries(part: pd.DataFrame, column: Hashable, boundaries: np.ndarray) -> list:
+    """The rows of a partition split by ``column`` into ``len(boundaries) + 1`` ranges:
+    piece ``j`` holds ``boundaries[j-1] <= value < boundaries[j]``."""
+    target = np.searchsorted(boundaries, part[column].to_numpy(), side="right")
+    return [part[target == j] for j in range(len(boundaries) + 1)]
+
+
+def sorted_by(pieces: Sequence[pd.DataFrame], column: Hashable, drop: bool) -> pd.DataFrame:
+    """The pieces joined, indexed by ``column`` and sorted by it (ties keep their order)."""
+    return pd.concat(list(pieces)).set_index(column, drop=drop).sort_index(kind="stable")

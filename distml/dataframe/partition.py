@@ -25,21 +25,41 @@ def _bounds(total: int, parts: int) -> list[int]:
     return [i * total // parts for i in range(parts + 1)]
 
 
+def _sorted_bounds(index: pd.Index, bounds: list[int]) -> tuple[list[int], tuple | None]:
+    """Bounds moved so that equal labels of a sorted index share a partition, and the
+    divisions; the bounds unchanged and None when the index is not sorted (or a partition
+    would be empty)."""
+    if not len(index) or not index.is_monotonic_increasing or index.hasnans:
+        return bounds, None
+    moved = [0]
+    for b in bounds[1:-1]:
+        b = max(b, moved[-1])
+        while 0 < b < len(index) and index[b] == index[b - 1]:
+            b += 1
+        moved.append(b)
+    moved.append(len(index))
+    if any(hi <= lo for lo, hi in zip(moved[:-1], moved[1:])):
+        return bounds, None
+    return moved, (*[index[b] for b in moved[:-1]], index[-1])
+
+
 def from_pandas(data: pd.DataFrame | pd.Series, npartitions: int = 1) -> "DataFrame | Series":
     """Split a pandas DataFrame or Series by rows into ``npartitions`` near-equal partitions.
 
-    The index is kept.  With fewer rows than partitions some partitions are empty.
+    The index is kept.  When it is sorted the divisions are known, and rows with equal
+    labels stay in one partition.  With fewer rows than partitions some partitions are
+    empty (and the divisions unknown).
     """
     if not isinstance(data, (pd.DataFrame, pd.Series)):
         raise TypeError(f"from_pandas needs a pandas DataFrame or Series, "
                         f"not {type(data).__name__}")
     n = check_npartitions(npartitions)
-    bounds = _bounds(len(data), n)
+    bounds, divisions = _sorted_bounds(data.index, _bounds(len(data), n))
     name = new_name("from-pandas")
     graph = {(name, i): data.iloc[bounds[i]:bounds[i + 1]] for i in range(n)}
     lengths = tuple(np.diff(bounds).tolist())
     cls = DataFrame if isinstance(data, pd.DataFrame) else Series
-    return cls(graph, name, data.iloc[:0], n, lengths)
+    return cls(graph, name, data.iloc[:0], n, lengths, divisions)
 
 
 def repartition(frame: _Frame, npartitions: int) -> _Frame:
@@ -81,4 +101,5 @@ def repartition(frame: _Frame, npartitions: int) -> _Frame:
                 graph[(name, j)] = (methods.split_piece, (src, i), p, pieces)
                 j += 1
         new_lengths = None
-    return type(frame)(graph, name, frame._meta, n, new_lengths)
+    # rows keep their order, so an index of global row positions stays one
+    return type(frame)(graph, name, frame._meta, n, new_lengths, None, frame._positional)
