@@ -37,7 +37,7 @@ def dumps(obj: Any, out_of_band: bool = True) -> list[Frame]:
         if b"__main__" in stream:
             raise pickle.PicklingError("refers to __main__")
     except Exception:  # noqa: BLE001 - retry by value; report the by-value error if that fails
-        buffers = []
+        buffers.clear()  # the same list: ``callback`` appends to it
         try:
             stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=callback)
         except Exception as exc:  # noqa: BLE001
