@@ -26,8 +26,9 @@ import numpy as np
 
 from distml.array import Array, from_array, map_blocks
 
-__all__ = ["RowBlocks", "apply_rows", "as_chunked", "check_finite_arrays", "check_finite_blocks",
-           "check_sample_weight", "check_weight_sum", "is_chunked", "row_blocks", "tree_combine"]
+__all__ = ["RowBlocks", "aligned", "apply_rows", "as_chunked", "check_finite_arrays",
+           "check_finite_blocks", "check_sample_weight", "check_weight_sum", "is_chunked",
+           "row_blocks", "tree_combine"]
 
 #: How many partial results one combining task merges.
 SPLIT_EVERY = 8
@@ -87,6 +88,17 @@ def _on_worker(func: Callable, *args: Any, **kwargs: Any) -> Any:
         threadpool_limits(limits=1, user_api="blas")
         _blas_limited = True
     return func(*args, **kwargs)
+
+
+def aligned(a: Any) -> Any:
+    """``a``, or a copy of it when its data is not aligned for its dtype.
+
+    Arrays received from another process can start at any byte of the receive buffer; numpy
+    then computes products with its own loops instead of BLAS, which round differently, so
+    a block's result would depend on whether it was moved.  Block tasks whose results must
+    be bit-for-bit reproducible pass their float inputs through this first.
+    """
+    return a if a is None or a.flags.aligned else a.copy()
 
 
 class RowBlocks:

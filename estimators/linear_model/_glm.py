@@ -9,6 +9,7 @@ equations on the client, so they need a single pass over the data.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 from typing import Any
@@ -22,11 +23,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from distml.estimators._data import (RowBlocks, apply_rows, as_chunked, check_finite_blocks,
-                                     check_sample_weight, check_weight_sum, is_chunked,
-                                     row_blocks)
+from distml.estimators._data import (RowBlocks, aligned, apply_rows, as_chunked,
+                                     check_finite_blocks, check_sample_weight,
+                                     check_weight_sum, is_chunked, row_blocks)
 
 __all__ = ["LinearRegression", "LogisticRegression", "Ridge"]
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- input checks
@@ -99,7 +102,7 @@ def _encode(X: np.ndarray, y: np.ndarray, w: Any, classes: np.ndarray,
 def _binary_loss_grad(X: np.ndarray, enc: tuple, w: Any, coef: np.ndarray,
                       fit_intercept: bool) -> np.ndarray:
     """Summed weighted log-loss and its gradient: ``[loss, d/dw..., d/db]``."""
-    codes, sw = enc
+    X, (codes, sw) = aligned(X), enc
     n_features = X.shape[1]
     z = X @ coef[:n_features]
     if fit_intercept:
@@ -122,7 +125,7 @@ def _multinomial_loss_grad(X: np.ndarray, enc: tuple, w: Any, coef: np.ndarray,
                            fit_intercept: bool, n_classes: int) -> np.ndarray:
     """Summed weighted cross-entropy and its gradient w.r.t. the ``(classes, features [+1])``
     coefficient matrix (flattened), after the loss in position 0."""
-    codes, sw = enc
+    X, (codes, sw) = aligned(X), enc
     W = coef.reshape(n_classes, -1)
     n_features = X.shape[1]
     Z = X @ W[:, :n_features].T
@@ -248,6 +251,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             penalised[:, -1] = 0.0
         penalised = penalised.ravel()
 
+        progress = {"iteration": 0, "loss": np.nan}
+
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
             if binary:
                 total = encoded.reduce(_binary_loss_grad, w, self.fit_intercept)
@@ -256,10 +261,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                                        n_classes)
             pw = penalised * w
             loss = total[0] / sw_sum + 0.5 * l2 * float(pw @ pw)
+            progress["loss"] = loss
             return loss, total[1:] / sw_sum + l2 * pw
+
+        def iteration_done(_: Any) -> None:
+            # the last evaluation is the accepted point: report its loss, no extra round trip
+            progress["iteration"] += 1
+            logger.debug("LogisticRegression L-BFGS iteration %d: loss %.10g",
+                         progress["iteration"], progress["loss"])
 
         result = scipy.optimize.minimize(
             objective, np.zeros(shape).ravel(), method="L-BFGS-B", jac=True,
+            callback=iteration_done,
             options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
                      "ftol": 64 * np.finfo(float).eps})
         if result.status != 0:
@@ -308,6 +321,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 # ---------------------------------------------------------------------- least squares
 def _moments(X: np.ndarray, y: np.ndarray, w: Any, center: bool) -> tuple:
     """Weight sum, means (zero unless ``center``) and (centred) cross-products of a block."""
+    X = aligned(X)
     y2 = y.reshape(len(y), -1).astype(np.float64, copy=False)
     sw = np.ones(len(X)) if w is None else np.asarray(w, dtype=np.float64)
     n = float(sw.sum())

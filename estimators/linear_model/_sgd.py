@@ -30,9 +30,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from distml.estimators._data import (RowBlocks, _on_worker, apply_rows, as_chunked,
-                                     check_finite_arrays, check_sample_weight, is_chunked,
-                                     row_blocks)
+from distml.estimators._data import (RowBlocks, _on_worker, aligned, apply_rows,
+                                     as_chunked, check_finite_arrays, check_sample_weight,
+                                     is_chunked, row_blocks)
 
 __all__ = ["SGDClassifier", "SGDRegressor"]
 
@@ -74,7 +74,7 @@ def _sample_losses(loss: str, y: np.ndarray, p: np.ndarray, epsilon: float) -> n
 
 
 def _decision(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-    return np.asarray(X, dtype=np.float64) @ coef.T + intercept
+    return aligned(np.asarray(X, dtype=np.float64)) @ coef.T + intercept
 
 
 def _block_loss(loss: str, epsilon: float, classes: Any, X: np.ndarray, y: np.ndarray,
@@ -267,6 +267,7 @@ def _run_round(blocks: RowBlocks, workers: _Workers, template: BaseEstimator, cl
         futures.append(client.submit(_on_worker, _train_blocks, template, classes, coef,
                                      intercept, t, want_loss, check, group, *flat,
                                      pure=False))
+    logger.debug("training %d blocks in %d tasks", len(metas), len(futures))
     return [r for rs in client.gather(futures) for r in rs]
 
 
