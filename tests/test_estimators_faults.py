@@ -10,10 +10,9 @@ import signal
 from contextlib import contextmanager
 
 import numpy as np
-import pytest
 
 import distml.array as da
-from distml import Client, LocalCluster
+from distml import LocalCluster
 from distml.estimators._data import aligned
 from distml.estimators.linear_model._glm import LogisticRegression
 from distml.estimators.linear_model._sgd import SGDClassifier
@@ -31,18 +30,6 @@ def _labels(X: np.ndarray) -> np.ndarray:
 def _data(seed: int) -> tuple[da.Array, da.Array]:
     X = da.random.normal(size=(sum(ROWS), N_FEATURES), chunks=(ROWS, (N_FEATURES,)), seed=seed)
     return X, X.map_blocks(_labels, dtype=np.int64, drop_axis=1)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB") as c:
-        yield c
-
-
-@pytest.fixture
-def client(cluster):
-    with Client(cluster) as c:
-        yield c
 
 
 class _KillOnRecords(logging.Handler):
