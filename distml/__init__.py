@@ -31,6 +31,11 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# joblib's backend "distml" (registered now if joblib is loaded, else when it is)
+from distml.parallel import register_when_imported as _register_joblib_backend  # noqa: E402
+
+_register_joblib_backend()
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

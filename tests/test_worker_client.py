@@ -14,7 +14,7 @@ from distml.config import Config
 from distml.scheduler.state import SchedulerState
 from distml.worker.context import TaskInterrupted
 from distml.worker.state import Execute, Interrupt, SendToScheduler, WorkerStateMachine
-from tests.conftest import wait_until
+from conftest import wait_until
 
 A = "tcp://a:1"
 C = "client-1"

@@ -1,0 +1,207 @@
+"""joblib's "distml" backend on a real 2 x 1-thread cluster: scikit-learn's n_jobs work, batching,
+placed arguments, nested parallelism, generators, errors, cancellation and timeouts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+import joblib
+import numpy as np
+import pytest
+from joblib import Parallel, delayed
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from distml.client.future import RemoteTraceback
+from distml.parallel.backend import DistmlBackend
+from distml.worker.context import TaskInterrupted
+from conftest import wait_until
+
+
+@pytest.fixture
+def on_cluster(client):
+    with joblib.parallel_config(backend="distml"):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_classification(n_samples=600, n_features=8, n_informative=5, random_state=0)
+
+
+def keys_computed(cluster, prefix: str) -> set[str]:
+    return {key for key, _, to, _ in cluster.scheduler.state.transition_log
+            if to == "memory" and key.startswith(prefix)}
+
+
+def double(x):
+    return 2 * x
+
+
+def test_backend_is_registered_by_importing_distml():
+    assert "distml" in joblib.parallel.BACKENDS
+
+
+def test_registration_waits_for_joblib_and_a_local_cluster_starts_when_no_client():
+    code = ("import sys, logging; logging.basicConfig(level=logging.INFO)\n"
+            "import distml\n"
+            "assert 'joblib' not in sys.modules\n"
+            "import joblib\n"
+            "with joblib.parallel_config(backend='distml'):\n"
+            "    print(sum(joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(100))))\n")
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), DISTML_LOG_LEVEL="WARNING")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4950"
+    assert "no distml client, started a local cluster" in done.stderr
+
+
+def test_short_calls_are_batched(on_cluster, cluster):
+    results = Parallel()(delayed(double)(i) for i in range(3000))
+    assert results == [2 * i for i in range(3000)]
+    tasks = keys_computed(cluster, "double-")
+    assert 1 <= len(tasks) < 300  # thousands of calls, a few dozen tasks
+
+
+def test_effective_n_jobs_counts_the_cluster_threads(on_cluster):
+    assert joblib.effective_n_jobs(-1) == 2
+    assert joblib.effective_n_jobs(-2) == 1
+    assert joblib.effective_n_jobs(5) == 5
+
+
+def test_options_are_checked():
+    with pytest.raises(TypeError, match="scatter must be a list"):
+        DistmlBackend(scatter="X")
+    with pytest.raises(ValueError, match="scatter_threshold"):
+        DistmlBackend(scatter_threshold=-1)
+
+
+def column_sum(matrix, column):
+    return float(matrix[:, column].sum())
+
+
+def test_large_arguments_are_placed_once_and_shared(on_cluster, cluster):
+    matrix = np.random.default_rng(0).random((2000, 100))  # 1.6 MB
+    sums = Parallel(batch_size=1)(delayed(column_sum)(matrix, c) for c in range(40))
+    assert np.allclose(sums, matrix.sum(axis=0)[:40])
+    assert len(keys_computed(cluster, "ndarray-")) == 1
+
+
+def test_explicit_scatter(client, cluster):
+    small = np.arange(1000.0).reshape(100, 10)  # under the size threshold
+    with joblib.parallel_config(backend="distml", scatter=[small]):
+        sums = Parallel(batch_size=1)(delayed(column_sum)(small, c) for c in range(10))
+    assert sums == [float(small[:, c].sum()) for c in range(10)]
+    assert len(keys_computed(cluster, "ndarray-")) >= 1
+
+
+def apply(function, values):
+    return function(values)
+
+
+def test_lambdas_next_to_arrays(on_cluster):
+    values = np.arange(100_000.0)
+    results = Parallel()(delayed(apply)(lambda v, k=k: float((v * k).sum()), values)
+                         for k in range(4))
+    assert results == [float((values * k).sum()) for k in range(4)]
+
+
+def test_generators(on_cluster):
+    ordered = Parallel(return_as="generator")(delayed(double)(i) for i in range(50))
+    assert list(ordered) == [2 * i for i in range(50)]
+    unordered = Parallel(return_as="generator_unordered")(delayed(double)(i) for i in range(50))
+    assert sorted(unordered) == [2 * i for i in range(50)]
+
+
+def fail_or_wait(i, folder):
+    if i == 1:
+        time.sleep(0.3)  # the others have started by now
+        raise ValueError(f"item {i} is bad")
+    open(os.path.join(folder, f"started-{i}"), "w").close()
+    try:
+        for _ in range(3000):  # 30 s unless interrupted
+            time.sleep(0.01)
+    except TaskInterrupted:
+        open(os.path.join(folder, f"interrupted-{i}"), "w").close()
+        raise
+    open(os.path.join(folder, f"done-{i}"), "w").close()
+    return i
+
+
+def test_first_error_is_raised_and_the_rest_cancelled(on_cluster, tmp_path):
+    with pytest.raises(ValueError, match="item 1 is bad") as info:
+        Parallel(batch_size=1)(delayed(fail_or_wait)(i, str(tmp_path)) for i in range(20))
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "fail_or_wait" in str(info.value.__cause__)
+    wait_until(lambda: os.path.exists(tmp_path / "interrupted-0"), timeout=20,
+               what=lambda: f"the running batch to be interrupted: {os.listdir(tmp_path)}")
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("done-")]
+
+
+def sleep_or_return(i, folder):
+    if i == 0:
+        fail_or_wait(i, folder)
+    return i
+
+
+def test_timeout_raises_and_cancels(on_cluster, tmp_path):
+    with pytest.raises(multiprocessing.TimeoutError):
+        Parallel(timeout=1, batch_size=1)(delayed(sleep_or_return)(i, str(tmp_path))
+                                          for i in range(4))
+    wait_until(lambda: os.path.exists(tmp_path / "interrupted-0"), timeout=20,
+               what=lambda: "the timed out batch to be interrupted")
+
+
+def inner_sum(n):
+    return sum(Parallel()(delayed(double)(i) for i in range(n)))
+
+
+def test_nested_parallel_runs_on_the_cluster_without_deadlock(on_cluster):
+    results = Parallel(batch_size=1)(delayed(inner_sum)(n) for n in (10, 50, 100, 200, 300))
+    assert results == [n * (n - 1) for n in (10, 50, 100, 200, 300)]
+
+
+# ---------------------------------------------------------------------- scikit-learn
+def test_random_forest_matches_the_default_backend(on_cluster, data):
+    X, y = data
+    forest = RandomForestClassifier(n_estimators=20, n_jobs=-1, random_state=0).fit(X, y)
+    with joblib.parallel_config(backend="loky"):
+        local = RandomForestClassifier(n_estimators=20, n_jobs=-1, random_state=0).fit(X, y)
+    assert np.array_equal(forest.predict_proba(X), local.predict_proba(X))
+
+
+def test_grid_search_over_forests_nested(on_cluster, data):
+    X, y = data
+    grid = {"max_depth": [2, 4], "max_features": [2, 4]}
+
+    def search():
+        forest = RandomForestClassifier(n_estimators=8, n_jobs=-1, random_state=0)
+        return GridSearchCV(forest, grid, cv=3, n_jobs=-1).fit(X, y)
+
+    on_distml = search()
+    with joblib.parallel_config(backend="loky"):
+        local = search()
+    assert on_distml.best_params_ == local.best_params_
+    assert np.array_equal(on_distml.cv_results_["mean_test_score"],
+                          local.cv_results_["mean_test_score"])
+
+
+def test_cross_val_score_and_permutation_importance(on_cluster, data):
+    X, y = data
+    forest = RandomForestClassifier(n_estimators=10, random_state=0)
+    scores = cross_val_score(forest, X, y, cv=4, n_jobs=-1)
+    fitted = forest.fit(X, y)
+    importances = permutation_importance(fitted, X, y, n_repeats=4, random_state=0, n_jobs=-1)
+    with joblib.parallel_config(backend="loky"):
+        local_scores = cross_val_score(forest, X, y, cv=4, n_jobs=-1)
+        local_importances = permutation_importance(fitted, X, y, n_repeats=4, random_state=0,
+                                                   n_jobs=-1)
+    assert np.array_equal(scores, local_scores)
+    assert np.array_equal(importances.importances, local_importances.importances)
