@@ -18,7 +18,8 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _broadcastable(x: Array, axis: int) -> bool:
-    return x.chunks[axis] == (1,)
+    """Whether an axis has length 1 (it broadcasts; its blocks are joined into one)."""
+    return x.shape[axis] == 1
 
 
 def unify_chunks(pairs: Sequence[tuple[Any, Any]]) -> tuple[dict[str, tuple], list]:
@@ -58,7 +59,7 @@ def unify_chunks(pairs: Sequence[tuple[Any, Any]]) -> tuple[dict[str, tuple], li
     out = []
     for arg, ind in pairs:
         if ind is not None and isinstance(arg, Array):
-            target = tuple(arg.chunks[a] if _broadcastable(arg, a) else letters[letter]
+            target = tuple((1,) if _broadcastable(arg, a) else letters[letter]
                            for a, letter in enumerate(ind))
             if not all(chunks_equal(t, c) for t, c in zip(target, arg.chunks)):
                 arg = rechunk(arg, target)

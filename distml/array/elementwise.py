@@ -59,7 +59,7 @@ def elemwise(op: Callable, *args: Any, dtype: Any = None, name: str | None = Non
     for a in arrays:
         for axis in range(a.ndim):
             pos = ndim - a.ndim + axis
-            if ref_chunks[pos] is None and a.chunks[axis] != (1,):
+            if ref_chunks[pos] is None and a.shape[axis] != 1:
                 ref_chunks[pos] = a.chunks[axis]
     pairs: list = []
     for a in args:
