@@ -154,9 +154,31 @@ def _out_of_core(data: dict[str, Any]) -> Figure:
                note="lower is better")])
 
 
+def _search(data: dict[str, Any]) -> Figure:
+    runs = data["results"]
+    candidates = 1
+    for values in data["grid"].values():
+        candidates *= len(values)
+    panels = [Panel(
+        title=f"GridSearchCV, {candidates} candidates x 3 folds (cluster systems: 2 workers x 1 "
+              "thread)", ylabel="seconds", groups=["first use", "warm"],
+        series={_short_system(r["system"]): [r.get("first_use_s"), r.get("warm_s")]
+                for r in runs}, note="lower is better")]
+    chunked = data.get("chunked")
+    if chunked:
+        panels.append(Panel(
+            title=f"k-fold search over {chunked['data_mb']:.0f} MB "
+                  f"(workers limited to {chunked['worker_memory_limit']} each)",
+            ylabel="seconds", groups=["search"],
+            series={"distml (blocks on the workers)": [chunked.get("seconds")],
+                    "scikit-learn (all in memory)": [chunked.get("sklearn_in_memory_seconds")]},
+            note="lower is better"))
+    return Figure("Hyper-parameter search", panels)
+
+
 READERS: dict[str, Callable[[dict[str, Any]], Figure]] = {
     "bench_runtime": _runtime, "bench_array": _array, "bench_glm": _glm, "bench_sgd": _sgd,
-    "chaos": _chaos, "out_of_core": _out_of_core,
+    "bench_search": _search, "chaos": _chaos, "out_of_core": _out_of_core,
 }
 
 
@@ -246,7 +268,8 @@ def render(figure: Figure, path: Path) -> Path:
 
 
 def _draw_panel(ax: Any, panel: Panel, colors: list[str]) -> None:
-    names = list(panel.series)
+    # distml first, so that it has the same colour (the first) in every plot
+    names = sorted(panel.series, key=lambda n: not n.lower().startswith("distml"))
     width = 0.8 / max(1, len(names))
     values = [v for vs in panel.series.values() for v in vs if v is not None]
     positive = [v for v in values if v > 0]

@@ -297,3 +297,20 @@ def test_runner_end_to_end_quick(tmp_path):
     assert "bench_runtime_quick.png" in done.stdout
     _check_png(EXPERIMENTS / "results" / "bench_runtime_quick.png")
     assert (ROOT / "README.md").read_text() == readme_before
+
+
+def test_search_benchmark_plot(tmp_path):
+    """bench_search's layout (as experiments/bench_search.py writes it), peers missing included."""
+    plots = _load(EXPERIMENTS / "plots.py", "experiments_plots")
+    run = {"first_use_s": 4.0, "warm_s": 2.0, "best_score": 0.9}
+    (tmp_path / "bench_search.json").write_text(json.dumps({
+        "grid": {"pca__n_components": [10, 20], "clf__C": [0.1, 1]},
+        "results": [{"system": "scikit-learn GridSearchCV(n_jobs=2)", **run},
+                    {"system": "distml GridSearchCV (2 workers x 1 thread)", **run},
+                    {"system": "dask-ml GridSearchCV (2 workers x 1 thread)", "note": "n/a"}],
+        "chunked": {"data_mb": 64.0, "worker_memory_limit": "48MB", "seconds": 3.0,
+                    "sklearn_in_memory_seconds": 1.5}}))
+    figure = plots.figure_for(tmp_path / "bench_search.json")
+    assert figure.panels[0].series["dask-ml GridSearchCV"] == [None, None]
+    assert "4 candidates" in figure.panels[0].title
+    _check_png(plots.plot_results(tmp_path)["bench_search"])
