@@ -176,7 +176,24 @@ def _search(data: dict[str, Any]) -> Figure:
     return Figure("Hyper-parameter search", panels)
 
 
+def _joblib(data: dict[str, Any]) -> Figure:
+    results, sizes = data["results"], data["sizes"]
+    backends = list(results)
+
+    def values(field: str) -> dict[str, list[Value]]:
+        return {name: [results[name].get(field)] for name in backends}
+
+    return Figure("joblib backends (clusters: 2 workers x 1 thread)", [
+        Panel(title=f"{sizes['calls']:,} trivial calls, automatic batching",
+              ylabel="calls/s", groups=["calls"], series=values("calls_per_s"),
+              note="higher is better"),
+        Panel(title=f"RandomForestClassifier({sizes['trees']}) on {sizes['samples']:,} rows",
+              ylabel="seconds", groups=["fit"], series=values("forest_s"),
+              note="lower is better")])
+
+
 READERS: dict[str, Callable[[dict[str, Any]], Figure]] = {
+    "bench_joblib": _joblib,
     "bench_runtime": _runtime, "bench_array": _array, "bench_glm": _glm, "bench_sgd": _sgd,
     "bench_search": _search, "chaos": _chaos, "out_of_core": _out_of_core,
 }

@@ -314,3 +314,16 @@ def test_search_benchmark_plot(tmp_path):
     assert figure.panels[0].series["dask-ml GridSearchCV"] == [None, None]
     assert "4 candidates" in figure.panels[0].title
     _check_png(plots.plot_results(tmp_path)["bench_search"])
+
+
+def test_joblib_benchmark_plot(tmp_path):
+    """bench_joblib's layout (as experiments/bench_joblib.py writes it), a backend not run."""
+    plots = _load(EXPERIMENTS / "plots.py", "experiments_plots")
+    ran = {"calls_per_s": 5_000.0, "forest_s": 2.5}
+    (tmp_path / "bench_joblib.json").write_text(json.dumps({
+        "sizes": {"calls": 10_000, "trees": 200, "samples": 50_000},
+        "results": {"loky": ran, "dask": {"note": "not run (distributed not installed)"},
+                    "distml": {"calls_per_s": 20_000.0, "forest_s": 2.0}}}))
+    figure = plots.figure_for(tmp_path / "bench_joblib.json")
+    assert figure.panels[0].series == {"loky": [5000.0], "dask": [None], "distml": [20000.0]}
+    _check_png(plots.plot_results(tmp_path)["bench_joblib"])
