@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import distml.dataframe as dd
 from distml.array import Array
@@ -567,3 +569,77 @@ def test_read_csv_unique_range_index(backend, tmp_path):
     assert held.loc[50:60].npartitions < held.npartitions
     pd.testing.assert_frame_equal(df.head(3), expected.head(3))
     assert (df["a"] + 1).compute().index.is_unique
+
+
+# ------------------------------------------------------------------------- properties
+PROPERTY = settings(derandomize=True, max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def frames(draw, sorted_index: bool = False):
+    """A pandas frame of 0..30 rows: int, float (with NaN), bool and text columns."""
+    n = draw(st.integers(0, 30))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    pdf = pd.DataFrame({
+        "i": rng.integers(-5, 5, n).astype(draw(st.sampled_from(["int32", "int64"]))),
+        "f": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)).astype(
+            draw(st.sampled_from(["float32", "float64"]))),
+        "b": rng.random(n) < 0.5,
+        "s": [f"t{k}" for k in rng.integers(0, 6, n)],
+    })
+    if sorted_index:
+        pdf.index = np.sort(rng.integers(0, 20, n))  # duplicates likely
+    return pdf, draw(st.integers(1, 7))
+
+
+@settings(PROPERTY, max_examples=12)
+@given(case=frames(), target=st.integers(1, 9))
+def test_partitioning_and_reductions_property(backend, case, target):
+    pdf, n = case
+    df = dd.from_pandas(pdf, npartitions=n)
+    pd.testing.assert_frame_equal(df.compute(), pdf)
+    pd.testing.assert_frame_equal(df.repartition(target).compute(), pdf)
+    assert len(df) == len(pdf)
+    num = pdf[["i", "f", "b"]]
+    op = ("sum", "min", "max", "count")[len(pdf) % 4]
+    pd.testing.assert_series_equal(getattr(df[["i", "f", "b"]], op)().compute(),
+                                   getattr(num, op)(), rtol=1e-5, check_dtype=False)
+    pd.testing.assert_series_equal(df["f"].dropna().compute(), pdf["f"].dropna())
+    pd.testing.assert_frame_equal(df[df["i"] > 0].reset_index(drop=True).compute(),
+                                  pdf[pdf["i"] > 0].reset_index(drop=True))
+    pd.testing.assert_frame_equal(df.reset_index().compute(), pdf.reset_index())
+
+
+@PROPERTY
+@given(case=frames(sorted_index=True), data=st.data())
+def test_loc_matches_pandas_property(backend, case, data):
+    pdf, n = case
+    df = dd.from_pandas(pdf, npartitions=n)
+    lo = data.draw(st.one_of(st.none(), st.integers(-2, 22)))
+    hi = data.draw(st.one_of(st.none(), st.integers(-2, 22)))
+    pd.testing.assert_frame_equal(df.loc[lo:hi].compute(), pdf.loc[lo:hi])
+    label = data.draw(st.integers(-2, 22))
+    if label in pdf.index:
+        pd.testing.assert_frame_equal(df.loc[label].compute(), pdf.loc[[label]])
+    elif df.known_divisions and not df.divisions[0] <= label <= df.divisions[-1]:
+        with pytest.raises(KeyError):
+            df.loc[label]
+    else:
+        assert len(df.loc[label].compute()) == 0
+
+
+@settings(PROPERTY, max_examples=15)
+@given(case=frames(), column=st.sampled_from(["i", "s", "b"]), parts=st.integers(1, 5))
+def test_set_index_matches_pandas_property(backend, case, column, parts):
+    pdf, n = case
+    df = dd.from_pandas(pdf, npartitions=n)
+    got = df.set_index(column, npartitions=parts)
+    expected = pdf.set_index(column).sort_index(kind="stable")
+    pd.testing.assert_frame_equal(got.compute(), expected, check_index_type=False)
+    if len(pdf):
+        assert got.known_divisions
+        assert got.divisions[0] == expected.index[0] and got.divisions[-1] == expected.index[-1]
+    ordered = dd.from_pandas(pdf.sort_values(column, kind="stable"), npartitions=n)
+    pd.testing.assert_frame_equal(ordered.set_index(column, sorted=True).compute(),
+                                  expected, check_index_type=False)
