@@ -82,6 +82,16 @@ def test_pickle_buffers_are_not_copied():
     assert bytes(frames[1][:1]) == b"y"  # the frame is a view of the source
 
 
+def test_arrays_beside_a_lambda_keep_their_buffers():
+    data = np.arange(1000.0)
+    frames = serialize.dumps((lambda x: x * 2, data))  # by value: cloudpickle's retry
+    assert len(frames) == 2  # the array went out of band
+    func, back = serialize.loads(frames)
+    np.testing.assert_array_equal(func(back), data * 2)
+    (inband,) = serialize.dumps((lambda x: x, data), out_of_band=False)
+    np.testing.assert_array_equal(serialize.loads([inband])[1], data)
+
+
 def test_lambdas_and_closures_go_by_value():
     offset = 5
 
