@@ -134,6 +134,8 @@ class DistmlBackend(ParallelBackendBase):
             raise ValueError(f"scatter_threshold must be a non-negative number of bytes, not "
                              f"{scatter_threshold!r}")
         self.client = client
+        #: The user chose this client: never replaced by another one behind their back.
+        self._client_given = client is not None
         self.scatter = list(scatter or [])
         self.scatter_threshold = scatter_threshold
         self.wait_for_workers_timeout = wait_for_workers_timeout
@@ -165,6 +167,11 @@ class DistmlBackend(ParallelBackendBase):
     # ------------------------------------------------------------------ joblib's protocol
     def _get_client(self) -> Any:
         if self.client is None or self.client.status not in ("running", "reconnecting"):
+            if self._client_given:
+                from distml.errors import DistmlError
+
+                raise DistmlError(f"the client given to the joblib backend 'distml' is "
+                                  f"{self.client.status}")
             self.client = _client_for_backend()
         return self.client
 
@@ -300,20 +307,23 @@ class DistmlBackend(ParallelBackendBase):
 
         first = items[0][0]
         same = True
+        only_scalars = _SCALAR_TYPES.issuperset
         calls: list = []
+        pairs: list = []
         with_placed: list[int] = []
         for n, (function, args, kwargs) in enumerate(items):
-            same = same and function is first
-            if any(type(a) not in _SCALAR_TYPES for a in args) or any(
-                    type(v) not in _SCALAR_TYPES for v in kwargs.values()):
+            if function is not first:
+                same = False
+            if not only_scalars(map(type, args)) or (
+                    kwargs and not only_scalars(map(type, kwargs.values()))):
                 args = tuple([mark(a) for a in args])
                 kwargs = {k: mark(v) for k, v in kwargs.items()}
-                if any(type(a) is Placed for a in args) or any(
-                        type(v) is Placed for v in kwargs.values()):
+                if Placed in map(type, args) or Placed in map(type, kwargs.values()):
                     with_placed.append(n)
             calls.append((function, args, kwargs))
+            pairs.append((args, kwargs))
         if same:
-            packed = PackedCalls([(a, k) for _, a, k in calls], with_placed)
+            packed = PackedCalls(pairs, with_placed)
             return self._same_function(first, nested), (packed, *placed)
         return MixedBatch(nested), (PackedCalls(calls, with_placed), *placed)
 
