@@ -21,6 +21,7 @@ _EXPORTS = {
     "Config": "distml.config",
     "progress": "distml.diagnostics.progress",
     "report_activity": "distml.diagnostics.activity",
+    "performance_report": "distml.diagnostics.report",
     **{name: "distml.worker.context" for name in (
         "get_client", "get_worker", "worker_client", "secede", "rejoin")},
     **{name: "distml.errors" for name in (

@@ -59,12 +59,16 @@ async def _serve(server_factory) -> None:
 def _scheduler(args: argparse.Namespace) -> None:
     from distml.scheduler.server import Scheduler
 
-    config = Config.load(secret=_secret(args, create=True), host=args.host, **_tls(args))
+    config = Config.load(secret=_secret(args, create=True), host=args.host,
+                         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
+                         **_tls(args))
     address = f"{config.scheme}://{args.host}:{args.port}"
 
     async def make() -> Scheduler:
         scheduler = await Scheduler(address, config).start()
         print(f"distml scheduler at {scheduler.address}", flush=True)
+        if scheduler.dashboard is not None:
+            print(f"distml dashboard at {scheduler.dashboard.link}", flush=True)
         return scheduler
 
     asyncio.run(_serve(make))
@@ -131,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="interface to listen on (default loopback)")
     sched.add_argument("--port", type=int, default=8786)
     sched.add_argument("--secret-file")
+    sched.add_argument("--dashboard-port", type=int, default=8787,
+                       help="port of the web dashboard (0: any free port; default 8787)")
+    sched.add_argument("--no-dashboard", action="store_true", help="serve no web dashboard")
     _add_tls_options(sched)
     sched.set_defaults(run=_scheduler)
 

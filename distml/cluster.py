@@ -77,6 +77,8 @@ class LocalCluster:
         self.start_seconds = time.perf_counter() - started
         logger.info("local cluster at %s with %d workers ready in %.2f s", self.scheduler_address,
                     self.n_workers, self.start_seconds)
+        if self.scheduler.dashboard is not None:
+            logger.info("dashboard: %s", self.dashboard_link)
 
     async def _start_scheduler(self) -> Scheduler:
         address = f"{self.config.scheme}://{self.config.host}:0"
@@ -129,6 +131,12 @@ class LocalCluster:
                                       f"joined within {timeout} s")
                 await self.scheduler.worker_joined(0.05)
         self._loop.run(wait())
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's URL with its access token (None when the dashboard is off)."""
+        dashboard = self.scheduler.dashboard if self.scheduler is not None else None
+        return dashboard.link if dashboard is not None else None
 
     @property
     def workers(self) -> list[str]:

@@ -624,6 +624,19 @@ class Client:
     def scheduler_info(self) -> dict[str, Any]:
         return self._sync(self._request({"op": "info"}), self.timeout)
 
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's URL with its access token (None if the scheduler serves none)."""
+        from distml.dashboard.access import link_for
+        return link_for(self.scheduler_address, self.scheduler_info().get("dashboard"),
+                        self.config.secret)
+
+    def dump_cluster_state(self, path: Any) -> Any:
+        """Write what the scheduler and every worker know to ``path`` (JSON, for post-mortems);
+        returns the path."""
+        from distml.diagnostics.cluster_state import dump_cluster_state
+        return dump_cluster_state(self, path)
+
     def nthreads(self) -> dict[str, int]:
         return {a: w["nthreads"] for a, w in self.scheduler_info()["workers"].items()}
 

@@ -51,6 +51,8 @@ CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "info": (("id", int),),
     "heartbeat": (),
     "activity": (("name", str),),
+    "history": (("id", int), ("since", _NUM)),
+    "dump-state": (("id", int),),
 }
 
 
@@ -118,6 +120,7 @@ class Scheduler:
         self.started = time.time()
         #: Task timings, worker memory over time, activities: for the dashboard and reports.
         self.recorder = Recorder(self.config.task_stream_length)
+        self.dashboard: Any = None
 
     @property
     def address(self) -> str:
@@ -127,6 +130,13 @@ class Scheduler:
         await self.listener.start()
         self._periodic = asyncio.get_running_loop().create_task(self._housekeeping())
         logger.info("scheduler listening at %s", self.address)
+        if self.config.dashboard:
+            from distml.dashboard.server import Dashboard
+            try:
+                self.dashboard = await Dashboard(self).start(self.config.dashboard_port)
+            except OSError as exc:  # the cluster works without it
+                logger.error("could not start the dashboard on port %d: %s",
+                             self.config.dashboard_port, exc)
         return self
 
     async def close(self) -> None:
@@ -135,6 +145,8 @@ class Scheduler:
         self._closed.set()
         if self._periodic is not None:
             self._periodic.cancel()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         for stream in list(self.streams.values()):
             await stream.close()
         for comm in list(self._comms.values()):
@@ -359,7 +371,7 @@ class Scheduler:
             self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"])
         elif op == "activity":
             self.recorder.activities.update(client_id, msg)
-        elif op in ("who-has", "story", "info"):
+        elif op in ("who-has", "story", "info", "history", "dump-state"):
             self.streams[client_id].send({"op": "reply", "id": msg["id"],
                                           "result": self._query(op, msg)})
 
@@ -368,6 +380,11 @@ class Scheduler:
             return self.state.who_has(msg["keys"])
         if op == "story":
             return [list(entry) for entry in self.state.story(msg["keys"])]
+        if op == "history":
+            return self.recorder.history(msg["since"])
+        if op == "dump-state":
+            from distml.diagnostics.cluster_state import scheduler_state
+            return scheduler_state(self)
         return self.info()
 
     def info(self) -> dict[str, Any]:
@@ -384,6 +401,8 @@ class Scheduler:
             },
             "tasks": self.state.task_counts(),
             "clients": sorted(self.state.clients),
+            "dashboard": None if self.dashboard is None else {
+                "scheme": self.dashboard.scheme, "port": self.dashboard.port},
         }
 
     # ------------------------------------------------------------------ periodic work
