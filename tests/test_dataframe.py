@@ -643,3 +643,25 @@ def test_set_index_matches_pandas_property(backend, case, column, parts):
     ordered = dd.from_pandas(pdf.sort_values(column, kind="stable"), npartitions=n)
     pd.testing.assert_frame_equal(ordered.set_index(column, sorted=True).compute(),
                                   expected, check_index_type=False)
+
+
+def test_read_csv_row_numbers_wait_only_for_earlier_partitions(tmp_path):
+    from distml.array.optimize import cull_graph
+
+    write_csvs(tmp_path)
+    df = dd.read_csv(str(tmp_path / "part*.csv"), blocksize=64)
+    n = df.npartitions
+    assert n > 40
+    graph = df.__distml_graph__()
+    for i in (0, 1, n // 2, n - 1):
+        needed = cull_graph(graph, [(df._name, i)])
+        parsed = {k[1] for k in needed if k[0].startswith("read-csv-parse")}
+        assert parsed == set(range(i + 1))
+    expected = write_csvs(tmp_path)
+    pd.testing.assert_frame_equal(df.head(7), expected.head(7))
+
+
+def test_read_csv_index_col_keeps_the_column_index(backend, tmp_path):
+    expected = write_csvs(tmp_path)
+    df = dd.read_csv(str(tmp_path / "part*.csv"), blocksize=500, index_col="s")
+    pd.testing.assert_frame_equal(df.compute(), expected.set_index("s"))

@@ -166,9 +166,9 @@ def reset_index(frame: _Frame, drop: bool = False, prefix: str = "reset-index") 
 
     With known partition lengths the offsets are constants and the divisions follow; without
     them small tasks add up the lengths (within groups of about ``sqrt(n)`` partitions, then
-    along the groups, so no partition waits for all others), and the divisions become known
-    once the lengths are (``persist`` or ``len``).
-    The old index becomes a column unless ``drop``.
+    along the groups; a partition waits only for the partitions before it), and the divisions
+    become known once the lengths are (``persist`` or ``len``).  The old index becomes a
+    column unless ``drop``.
     """
     meta = frame._meta.reset_index(drop=drop)
     name = new_name(prefix)
@@ -179,20 +179,25 @@ def reset_index(frame: _Frame, drop: bool = False, prefix: str = "reset-index") 
         for i in range(n):
             graph[(name, i)] = (methods.range_indexed, (src, i), starts[i], drop)
     else:  # two-level prefix sums: a short chain over groups of about sqrt(n) partitions
-        lengths, local, offsets = f"{name}-len", f"{name}-local", f"{name}-offset"
+        lengths, starts, totals, offsets = (f"{name}-{part}" for part in
+                                            ("len", "start", "total", "offset"))
         size = max(1, math.isqrt(n - 1) + 1)
+        for i in range(n):
+            graph[(lengths, i)] = (len, (src, i))
         for g, first in enumerate(range(0, n, size)):
-            members = range(first, min(first + size, n))
-            for i in members:
-                graph[(lengths, i)] = (len, (src, i))
-            graph[(local, g)] = (methods.prefix_sums, [(lengths, i) for i in members])
+            members = list(range(first, min(first + size, n)))
+            if first + size < n:  # a later group starts after this one
+                graph[(totals, g)] = (sum, [(lengths, i) for i in members])
             if g:
-                previous = (offsets, g - 1) if g > 1 else 0
-                graph[(offsets, g)] = (operator.add, previous,
-                                       (operator.getitem, (local, g - 1), -1))
+                graph[(offsets, g)] = (operator.add, (offsets, g - 1), (totals, g - 1)) \
+                    if g > 1 else (operator.add, 0, (totals, 0))
             for k, i in enumerate(members):
-                start = (operator.getitem, (local, g), k)
-                offset = (operator.add, (offsets, g), start) if g else start
+                # a partition waits only for the lengths of the partitions before it
+                if k:
+                    graph[(starts, i)] = (sum, [(lengths, j) for j in members[:k]])
+                offset: Any = (starts, i) if k else 0
+                if g:
+                    offset = (operator.add, (offsets, g), offset) if k else (offsets, g)
                 graph[(name, i)] = (methods.range_indexed, (src, i), offset, drop)
     return _new(graph, name, meta, n, frame._lengths, None, positional=True)
 

@@ -209,4 +209,6 @@ divisions are known once the row counts are (after ``persist()`` or ``len()``).
             graph[(name, len(graph))] = (read_csv_block, path_, offset, step, has_header,
                                          names, kwargs, meta)
     parsed = DataFrame(graph, name, meta, len(graph), None)
+    if kwargs.get("index_col") not in (None, False):  # the rows are indexed by a column
+        return parsed
     return reset_index(parsed, drop=True, prefix="read-csv")

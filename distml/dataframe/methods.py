@@ -93,11 +93,6 @@ def loc_labels(part: Any, labels: list) -> Any:
     return part[part.index.isin(labels)]
 
 
-def prefix_sums(lengths: Sequence[int]) -> list[int]:
-    """``[0, l0, l0 + l1, ...]``: the start of each partition of a group, then its total."""
-    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist()
-
-
 def range_indexed(part: Any, offset: int, drop: bool) -> Any:
     """A partition renumbered ``offset, offset + 1, ...``; the old index becomes a column
     unless ``drop``."""
