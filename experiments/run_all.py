@@ -4,6 +4,7 @@
     ./dev experiments --quick          # each benchmark's --quick mode (smoke test)
     ./dev experiments --only bench_glm chaos
     ./dev experiments --plots-only     # no benchmark: plots and README from existing results
+    ./dev experiments --quick --no-peers   # distml only where a script allows it (fastest)
 
 Benchmarks are the scripts in :data:`BENCHMARKS` plus any other ``experiments/bench_*.py``;
 a listed script that does not exist (yet) is skipped with a message.  Each runs in its own
@@ -90,11 +91,11 @@ def installed(module: str) -> str | None:
         return "installed"
 
 
-def command_for(bench: Benchmark, quick: bool) -> list[str] | None:
-    """The command line for ``bench``, or ``None`` when its peers are missing and it cannot
-    run without them."""
+def command_for(bench: Benchmark, quick: bool, peers: bool = True) -> list[str] | None:
+    """The command line for ``bench``, or ``None`` when its peers are missing (or not wanted)
+    and it cannot run without them."""
     args = [sys.executable, str(bench.script)] + (["--quick"] if quick else [])
-    missing = [m for m in bench.peers if installed(m) is None]
+    missing = [m for m in bench.peers if not peers or installed(m) is None]
     if not missing:
         return args
     if bench.without_peers is None:
@@ -102,12 +103,14 @@ def command_for(bench: Benchmark, quick: bool) -> list[str] | None:
     return args + list(bench.without_peers)
 
 
-def run_one(bench: Benchmark, quick: bool, timeout: float) -> str:
+def run_one(bench: Benchmark, quick: bool, timeout: float, peers: bool = True) -> str:
     """Run one benchmark script; returns 'ok', 'skipped: ...' or 'failed: ...'."""
     if not bench.script.exists():
         return f"skipped: {bench.script.relative_to(ROOT)} does not exist"
-    cmd = command_for(bench, quick)
+    cmd = command_for(bench, quick, peers)
     if cmd is None:
+        if not peers:
+            return "skipped: it cannot run without its peers (--no-peers)"
         missing = ", ".join(m for m in bench.peers if installed(m) is None)
         return f"skipped: needs {missing} (pip install -e '.[bench]')"
     print(f"\n=== {bench.name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}",
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds one benchmark may take before it is stopped (3600)")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="distml only where a script can leave its peers out (smoke tests)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print("peers: " + ", ".join(f"{m} {v}" if v else f"{m} (not installed)"
                                     for m, v in peers.items()), flush=True)
         for bench in selected:
-            outcomes[bench.name] = run_one(bench, args.quick, args.timeout)
+            outcomes[bench.name] = run_one(bench, args.quick, args.timeout, not args.no_peers)
             print(f"--- {bench.name}: {outcomes[bench.name]}", flush=True)
 
     names = [b.name for b in selected]

@@ -284,15 +284,19 @@ def test_runner_drops_missing_peers_or_skips():
     strict = run_all.Benchmark("bench_runtime", "x", ("no_such_peer_module",))
     assert run_all.command_for(strict, quick=False) is None
     assert run_all.run_one(strict, quick=True, timeout=10).startswith("skipped: needs")
+    installed_peer = run_all.Benchmark("bench_runtime", "x", ("json",), ("--only", "distml"))
+    assert run_all.command_for(installed_peer, quick=False)[-1] == str(script)
+    assert run_all.command_for(installed_peer, quick=False, peers=False)[-2:] == \
+        ["--only", "distml"]
 
 
 def test_runner_end_to_end_quick(tmp_path):
-    """``run_all.py --quick --only bench_runtime``: the benchmark runs (its quick files are not
-    committed) and its plot is written; the README is left alone."""
+    """``run_all.py --quick --no-peers --only bench_runtime``: the benchmark runs (its quick
+    files are not committed) and its plot is written; the README is left alone."""
     readme_before = (ROOT / "README.md").read_text()
-    done = subprocess.run([sys.executable, str(EXPERIMENTS / "run_all.py"), "--quick", "--only",
-                           "bench_runtime", "--no-readme"], capture_output=True, text=True,
-                          timeout=110, cwd=ROOT)
+    done = subprocess.run([sys.executable, str(EXPERIMENTS / "run_all.py"), "--quick",
+                           "--no-peers", "--only", "bench_runtime", "--no-readme"],
+                          capture_output=True, text=True, timeout=110, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "bench_runtime_quick.png" in done.stdout
     _check_png(EXPERIMENTS / "results" / "bench_runtime_quick.png")
