@@ -218,6 +218,8 @@ def test_unsupported_numpy_function_is_a_clear_type_error(data):
         np.squeeze(x, axis=0)
     with pytest.raises(TypeError, match="out="):
         np.concatenate([x, x], out=np.empty((80, 30)))
+    with pytest.raises(TypeError, match="np.sum on distml arrays: .*'where'"):
+        np.sum(x, where=x > 0)
 
 
 @st.composite

@@ -7,6 +7,7 @@ supported ones, rather than silently computing the whole array in the client.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -185,4 +186,8 @@ def array_function(func: Callable, types: tuple, args: tuple, kwargs: dict) -> A
                         "numpy ufunc")
     if not all(issubclass(t, (Array, np.ndarray)) for t in types):
         return NotImplemented
+    try:
+        inspect.signature(impl).bind(*args, **kwargs)
+    except TypeError as exc:  # e.g. where= or initial=, which distml does not take
+        raise TypeError(f"np.{name} on distml arrays: {exc}") from None
     return impl(*args, **kwargs)
