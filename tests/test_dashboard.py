@@ -231,6 +231,8 @@ def test_metrics_are_valid_prometheus_text(dashboard, cluster, client):
     assert all(v == 1.0 for _, v in samples["distml_worker_threads"])
     assert samples["distml_scheduler_tasks_recorded_total"][0][1] >= 1
     assert {"state"} == {k for labels, _ in samples["distml_scheduler_tasks"] for k in labels}
+    assert samples["distml_dashboard_snapshots_total"][0][1] >= 1
+    assert 0 < samples["distml_dashboard_snapshot_seconds_total"][0][1] < 60
     del odd
 
 

@@ -164,3 +164,51 @@ def test_hostile_activity_message_disconnects_only_that_client(cluster, client):
     reply = shared_loop().run(misbehave(), timeout=10)
     assert reply["op"] == "error" and "must be a number" in reply["message"]
     assert client.submit(inc, 1).result() == 2
+
+
+# ---------------------------------------------------------------------- the scheduler's record
+def slow_fail(x):
+    import time
+    time.sleep(0.1)
+    raise ValueError(f"slow bad {x}")
+
+
+def test_scheduler_records_task_timings_and_memory(cluster, client):
+    recorder = cluster.scheduler.recorder
+    since = recorder.history(float("inf"))["now"]
+    futures = client.map(inc, range(10), key="rec-inc")
+    failing = client.submit(slow_fail, 1, key="rec-fail-1")
+    distml.wait(futures + [failing])
+    history = recorder.history(since)
+    records = {r[3]: r for r in history["task_stream"]}
+    assert {f.key for f in futures} <= set(records)
+    for key in (f.key for f in futures):
+        start, stop, worker, _, status = records[key]
+        assert since <= start <= stop <= history["now"] and status == "ok"
+        assert worker in cluster.workers
+    start, stop, _, _, status = records["rec-fail-1"]
+    assert status == "error" and stop - start >= 0.09  # from the worker's "started" message
+    assert history["task_stream_complete"]
+    wait_until(lambda: len(recorder.memory_since(since)) >= 2)
+    t, sample = recorder.memory_since(since)[-1]
+    assert set(sample) == set(cluster.workers)
+    assert all(rss > 0 for rss, *_ in sample.values())
+    del futures, failing
+
+
+def test_recorder_is_bounded_and_says_when_a_window_was_cut():
+    from distml.diagnostics.recorder import Recorder
+
+    recorder = Recorder(task_stream_length=5)
+    for i in range(8):
+        recorder.task_started([f"k-{i}"], float(i))
+        recorder.task_finished("w", f"k-{i}", 0.5, float(i) + 1)
+    assert len(recorder.task_stream) == 5 and recorder.recorded == 8
+    assert [r[3] for r in recorder.recent_tasks(2)] == ["k-6", "k-7"]
+    assert not recorder.history(0.0)["task_stream_complete"]  # k-0..k-2 were dropped
+    assert recorder.history(6.5)["task_stream_complete"]
+    assert [r[3] for r in recorder.tasks_since(7.0)] == ["k-6", "k-7"]
+    recorder.task_started([f"never-{i}" for i in range(3000)], 9.0)  # never report back
+    assert len(recorder._running_since) == 1024
+    recorder.task_started([["not", "a", "key"]], 9.0)  # a hostile worker's junk is ignored
+    assert len(recorder._running_since) == 1024

@@ -75,4 +75,11 @@ def render(data: dict[str, Any]) -> str:
                 for part in ("done", "erred", "processing", "waiting")])
     out.metric("distml_activities", "gauge", "Activities (fits, searches) reported by clients.",
                [({}, len(data["activities"]))])
+    own = data.get("dashboard", {"snapshots": 0, "snapshot_seconds": 0.0})
+    out.metric("distml_dashboard_snapshots_total", "counter",
+               "Snapshots of the scheduler's state taken for the dashboard.",
+               [({}, own["snapshots"])])
+    out.metric("distml_dashboard_snapshot_seconds_total", "counter",
+               "Seconds of the scheduler's event loop spent taking dashboard snapshots.",
+               [({}, own["snapshot_seconds"])])
     return "\n".join(out.lines) + "\n"

@@ -60,6 +60,8 @@ class Dashboard:
         self.cookie_name = "distml_dashboard"
         self.latest: snapshot.Snapshot | None = None
         self.snapshots_taken = 0
+        #: Seconds of the scheduler's loop spent taking snapshots, in all.
+        self.snapshot_seconds = 0.0
         #: Seconds without requests after which snapshots stop; True while stopped.
         self.idle_after = IDLE_AFTER
         self.idle = True
@@ -113,8 +115,12 @@ class Dashboard:
     def take_snapshot(self) -> snapshot.Snapshot:
         started = time.perf_counter()
         data = snapshot.take(self.scheduler, self.latest.data if self.latest else None)
-        self.latest = snapshot.Snapshot(data, time.perf_counter() - started)
+        cost = time.perf_counter() - started
         self.snapshots_taken += 1
+        self.snapshot_seconds += cost
+        data["dashboard"] = {"snapshots": self.snapshots_taken,
+                             "snapshot_seconds": self.snapshot_seconds}
+        self.latest = snapshot.Snapshot(data, cost)
         self._fresh.set()
         self._fresh = asyncio.Event()
         return self.latest

@@ -35,15 +35,30 @@ class Recorder:
         self.activities = ActivityBoard()
         #: Tasks recorded since start (the stream may have dropped the oldest).
         self.recorded = 0
+        #: key -> when a worker said it began running it, until it finishes or fails (a failed
+        #: task's message carries no run time). Bounded: the oldest entries go first.
+        self._running_since: dict[str, float] = {}
+        self._running_since_limit = max(1024, task_stream_length)
         self.started = time.time()
 
     # ------------------------------------------------------------------ recording
+    def task_started(self, keys: list[str], now: float) -> None:
+        started = self._running_since
+        for key in keys:
+            if isinstance(key, str):
+                started[key] = now
+        if len(started) > self._running_since_limit:  # tasks that never reported back (stolen, lost)
+            for key in list(islice(started, len(started) - self._running_since_limit)):
+                del started[key]
+
     def task_finished(self, worker: str, key: str, duration: float, now: float) -> None:
+        self._running_since.pop(key, None)
         self.task_stream.append((now - max(0.0, float(duration)), now, worker, key, OK))
         self.recorded += 1
 
-    def task_erred(self, worker: str, key: str, now: float, started: float | None = None) -> None:
-        self.task_stream.append((now if started is None else started, now, worker, key, ERROR))
+    def task_erred(self, worker: str, key: str, now: float) -> None:
+        started = self._running_since.pop(key, now)
+        self.task_stream.append((min(started, now), now, worker, key, ERROR))
         self.recorded += 1
 
     def sample_memory(self, workers: Iterable[Any], now: float) -> None:

@@ -265,6 +265,7 @@ class Scheduler:
             self._apply(s.heartbeat, address, msg)
         elif op == "started":
             self._apply(s.task_started, address, msg["keys"])
+            self.recorder.task_started(msg["keys"], self._received)
         elif op == "secede":
             self._apply(s.task_seceded, address, msg["key"])
         elif op == "rejoin":
