@@ -176,6 +176,18 @@ def test_api_reference_covers_class_members(qualname):
     assert not missing, f"docs/api.md: members of {qualname} not mentioned: {missing}"
 
 
+@pytest.mark.parametrize("command", [[], ["scheduler"], ["worker"]])
+def test_deploying_page_lists_every_cli_option(command):
+    """Each option ``distml ... --help`` shows is explained in docs/deploying.md."""
+    done = subprocess.run([sys.executable, "-m", "distml.cli", *command, "--help"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", done.stdout)) - {"--help"}
+    assert options, done.stdout
+    page = (DOCS / "deploying.md").read_text()
+    missing = sorted(o for o in options if f"`{o}" not in page)
+    assert not missing, f"docs/deploying.md does not explain {missing}"
+
+
 # ---------------------------------------------------------------- links
 
 
