@@ -105,6 +105,28 @@ def test_explicit_scatter(client, cluster):
     assert len(keys_computed(cluster, "ndarray-") - before) == 1
 
 
+def predict_rows(model, frame, start):
+    return model.predict(frame.iloc[start:start + 10].to_numpy()).tolist()
+
+
+def test_fitted_models_and_frames_are_placed_once(client, cluster, data):
+    import pandas as pd
+
+    X, y = data
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    frame = pd.DataFrame(X)
+    before = keys_computed(cluster, "RandomForestClassifier-") | keys_computed(cluster,
+                                                                              "DataFrame-")
+    with joblib.parallel_backend("distml", scatter_threshold=5_000):
+        rows = Parallel(batch_size=2)(delayed(predict_rows)(model, frame, s)
+                                      for s in range(0, 100, 10))
+    assert sum(rows, []) == model.predict(X[:100]).tolist()
+    placed = (keys_computed(cluster, "RandomForestClassifier-")
+              | keys_computed(cluster, "DataFrame-")) - before
+    assert {key.split("-")[0] for key in placed} == {"RandomForestClassifier", "DataFrame"}
+    assert len(placed) == 2
+
+
 def apply(function, values):
     return function(values)
 

@@ -30,13 +30,10 @@ from typing import Any, Callable, Iterator
 
 from joblib.parallel import ParallelBackendBase
 
-from distml.parallel.batches import (ArgumentPlacer, MixedBatch, PackedCalls, Placed,
-                                     SameFunctionBatch)
+from distml.parallel.batches import (SCALAR_TYPES, ArgumentPlacer, MixedBatch, PackedCalls,
+                                     Placed, SameFunctionBatch)
 
 logger = logging.getLogger(__name__)
-
-#: Argument types that are never placed on the cluster separately (checked by exact type).
-_SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
 
 _local_client = None
 _local_lock = threading.Lock()
@@ -294,7 +291,7 @@ class DistmlBackend(ParallelBackendBase):
         index: dict[str, int] = {}
 
         def mark(value: Any) -> Any:
-            if type(value) in _SCALAR_TYPES:
+            if type(value) in SCALAR_TYPES:
                 return value
             found = substitute(client, value, workers)
             if found is value:
@@ -307,7 +304,7 @@ class DistmlBackend(ParallelBackendBase):
 
         first = items[0][0]
         same = True
-        only_scalars = _SCALAR_TYPES.issuperset
+        only_scalars = SCALAR_TYPES.issuperset
         calls: list = []
         pairs: list = []
         with_placed: list[int] = []

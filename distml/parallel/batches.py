@@ -21,8 +21,10 @@ from distml.sizeof import sizeof
 
 logger = logging.getLogger(__name__)
 
-#: Values of these types are never placed on the cluster separately.
+#: Values of these types are never placed on the cluster separately (``SCALAR_TYPES``: for
+#: the exact-type check on the hot path; subclasses such as numpy's floats are measured).
 _SCALARS = (int, float, complex, bool, type(None), str, bytes, range, slice)
+SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class Placed:
@@ -124,10 +126,10 @@ def pickled_nbytes(value: Any) -> int:
         return False  # out of band: only its size matters here
 
     try:
-        total += len(pickle.dumps(value, protocol=5, buffer_callback=count))
+        stream = pickle.dumps(value, protocol=5, buffer_callback=count)
     except Exception:  # noqa: BLE001 - not picklable by reference: it travels with its task
         return 0
-    return total
+    return total + len(stream)
 
 
 class ArgumentPlacer:
