@@ -216,6 +216,20 @@ def test_bad_input(backend, binary):
         SGDClassifier().fit(Xd, da.zeros(N_TRAIN, chunks=(ROWS,)))
 
 
+def test_epochs_are_reported(binary, capsys, caplog):
+    """Each epoch is logged (with the loss when tol asks for it) and, with verbose, drawn as a
+    progress bar on stderr."""
+    X, y, _, _ = binary
+    with caplog.at_level("DEBUG", logger="distml.estimators.linear_model._sgd"):
+        model = SGDClassifier(n_epochs=3, tol=1e-9, n_iter_no_change=5, verbose=1,
+                              random_state=0).fit(X, y)
+    epochs = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert [m.split(",")[0] for m in epochs] == [f"SGDClassifier epoch {k}/3" for k in (1, 2, 3)]
+    assert all(", loss " in m for m in epochs) and model.n_iter_ == 3
+    err = capsys.readouterr().err
+    assert "SGDClassifier epochs" in err and "3/3" in err
+
+
 def _expected_failures(estimator) -> dict[str, str]:
     failures = {
         "check_sample_weight_equivalence_on_dense_data":

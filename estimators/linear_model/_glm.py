@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from distml.diagnostics import finish_activity, report_activity
 from distml.estimators._data import (RowBlocks, aligned, apply_rows, as_chunked,
                                      check_finite_blocks, check_sample_weight,
                                      check_weight_sum, is_chunked, row_blocks)
@@ -269,12 +270,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             progress["iteration"] += 1
             logger.debug("LogisticRegression L-BFGS iteration %d: loss %.10g",
                          progress["iteration"], progress["loss"])
+            report_activity("LogisticRegression.fit", iteration=progress["iteration"],
+                            max_iter=self.max_iter, loss=progress["loss"])
 
-        result = scipy.optimize.minimize(
-            objective, np.zeros(shape).ravel(), method="L-BFGS-B", jac=True,
-            callback=iteration_done,
-            options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
-                     "ftol": 64 * np.finfo(float).eps})
+        try:
+            result = scipy.optimize.minimize(
+                objective, np.zeros(shape).ravel(), method="L-BFGS-B", jac=True,
+                callback=iteration_done,
+                options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
+                         "ftol": 64 * np.finfo(float).eps})
+        finally:
+            finish_activity("LogisticRegression.fit")
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) "
                           f"(status={result.status}): {result.message}. Increase max_iter "

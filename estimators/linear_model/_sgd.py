@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: At most this fraction of a worker's memory limit, shared by its threads, is taken by the
 #: input blocks of one training task (the blocks of a task are all loaded while it runs, so a
 #: worker's blocks are split into several tasks when they would not fit).
-TASK_MEMORY_FRACTION = 0.25
+TASK_MEMORY_FRACTION = 0.05
 _BLOCK_NAMES = ("X", "y", "sample_weight")
 
 _MARGIN_LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
@@ -195,6 +195,40 @@ def _score_from_stats(stats: np.ndarray, classifier: bool) -> float:
     tss = stats[2] - stats[1] ** 2 / stats[0]
     sres = stats[3]
     return float(1.0 - sres / tss) if tss > 0 else (1.0 if sres == 0 else 0.0)
+
+
+# ---------------------------------------------------------------------- reporting
+class _EpochReport:
+    """What a fit says after each epoch, from figures the client has anyway (no extra round
+    trip): a debug log line, the dashboard's activity ``<estimator>.fit`` (epoch, n_epochs and
+    the loss or validation score when computed), and a progress bar over the epochs, shown
+    when ``verbose`` is set or, for ``show_bar``, on an interactive terminal."""
+
+    def __init__(self, name: str, n_epochs: int, verbose: Any, show_bar: bool) -> None:
+        from distml.diagnostics import ProgressBar
+        self.name, self.n_epochs, self.activity = name, n_epochs, f"{name}.fit"
+        self.bar = ProgressBar(n_epochs, f"{name} epochs", unit="epoch",
+                               disable=False if verbose else (None if show_bar else True))
+
+    def epoch(self, epoch: int, objective: float | None, early_stopping: bool) -> None:
+        from distml.diagnostics import report_activity
+        fields: dict[str, Any] = {}
+        if objective is not None:
+            fields = {"validation_score": -objective} if early_stopping else {"loss": objective}
+        logger.debug("%s epoch %d/%d%s", self.name, epoch, self.n_epochs,
+                     "".join(f", {k} {v:.6g}" for k, v in fields.items()))
+        report_activity(self.activity, epoch=epoch, n_epochs=self.n_epochs, **fields)
+        self.bar.update()
+        if fields:
+            self.bar.set_postfix(**fields)
+
+    def __enter__(self) -> "_EpochReport":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from distml.diagnostics import finish_activity
+        self.bar.close()
+        finish_activity(self.activity)
 
 
 # ---------------------------------------------------------------------- placement
@@ -364,51 +398,50 @@ class _PartitionedSGD(BaseEstimator):
         workers = _Workers.of(blocks)
         per_round = blocks.nblocks if self.sync_every is None else self.sync_every * len(
             workers.nthreads)
-        coef, intercept, t = self.coef_, self.intercept_, self.t_
         want_loss = self.tol is not None and not early_stopping
         best, stalled, epochs = math.inf, 0, 0
-        for _ in range(n_epochs):
-            epoch, self._calls, epochs = self._calls, self._calls + 1, epochs + 1
-            order = np.random.default_rng([self._seed, epoch]).permutation(blocks.nblocks)
-            total_weight, total_loss = 0.0, 0.0
-            for start in range(0, blocks.nblocks, per_round):
-                metas = [(int(b), _seed(self._seed, epoch, int(b)), n_val[b], val_seeds[b])
-                         for b in sorted(order[start:start + per_round])]
-                results = _run_round(blocks, workers, template, classes_, coef, intercept,
-                                     t, want_loss, check, metas)
-                coef, intercept, weight, loss = _average(results, coef, intercept)
-                total_weight += weight
-                total_loss += loss
-                t += sum(blocks.lengths[m[0]] - m[2] for m in metas)
-            check = False
-            if total_weight == 0.0:
-                raise ValueError("Sample weights must contain at least one non-zero number.")
-            if early_stopping:
-                stats = self._validation(blocks, n_val, val_seeds, classes_, coef, intercept)
-                objective = -_score_from_stats(stats, self._classifier)
-            else:
-                objective = total_loss / total_weight if want_loss else None
-            self._report_epoch(epochs, n_epochs, early_stopping, objective)
-            if self.tol is not None:
-                stalled = stalled + 1 if objective > best - self.tol else 0
-                best = min(best, objective)
-                if stalled >= self.n_iter_no_change:
-                    break
-        self.coef_, self.intercept_, self.t_ = coef, intercept, t
+        with _EpochReport(type(self).__name__, n_epochs, self.verbose,
+                          show_bar=n_epochs > 1) as report:
+            for _ in range(n_epochs):
+                epochs += 1
+                objective = self._epoch(blocks, workers, template, classes_, n_val, val_seeds,
+                                        per_round, want_loss, check, early_stopping)
+                check = False
+                report.epoch(epochs, objective, early_stopping)
+                if self.tol is not None:
+                    stalled = stalled + 1 if objective > best - self.tol else 0
+                    best = min(best, objective)
+                    if stalled >= self.n_iter_no_change:
+                        break
         self.n_iter_ = epochs
         return self
 
-    def _report_epoch(self, epoch: int, n_epochs: int, early_stopping: bool,
-                      objective: float | None) -> None:
-        """Log the end of an epoch with what the client knows anyway (no extra round trip)."""
-        if objective is None:
-            logger.debug("%s epoch %d/%d", type(self).__name__, epoch, n_epochs)
-        elif early_stopping:
-            logger.debug("%s epoch %d/%d: validation score %.6g", type(self).__name__, epoch,
-                         n_epochs, -objective)
-        else:
-            logger.debug("%s epoch %d/%d: loss %.6g", type(self).__name__, epoch, n_epochs,
-                         objective)
+    def _epoch(self, blocks: RowBlocks, workers: "_Workers", template: BaseEstimator,
+               classes_: Any, n_val: list[int], val_seeds: list[int], per_round: int,
+               want_loss: bool, check: bool, early_stopping: bool) -> float | None:
+        """One epoch from the current weights, which it updates; returns the objective that
+        early stopping watches (the held-out score negated, or the mean training loss;
+        ``None`` when neither is wanted)."""
+        coef, intercept, t = self.coef_, self.intercept_, self.t_
+        epoch, self._calls = self._calls, self._calls + 1
+        order = np.random.default_rng([self._seed, epoch]).permutation(blocks.nblocks)
+        total_weight, total_loss = 0.0, 0.0
+        for start in range(0, blocks.nblocks, per_round):
+            metas = [(int(b), _seed(self._seed, epoch, int(b)), n_val[b], val_seeds[b])
+                     for b in sorted(order[start:start + per_round])]
+            results = _run_round(blocks, workers, template, classes_, coef, intercept, t,
+                                 want_loss, check, metas)
+            coef, intercept, weight, loss = _average(results, coef, intercept)
+            total_weight += weight
+            total_loss += loss
+            t += sum(blocks.lengths[m[0]] - m[2] for m in metas)
+        if total_weight == 0.0:
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        self.coef_, self.intercept_, self.t_ = coef, intercept, t
+        if early_stopping:
+            stats = self._validation(blocks, n_val, val_seeds, classes_, coef, intercept)
+            return -_score_from_stats(stats, self._classifier)
+        return total_loss / total_weight if want_loss else None
 
     def _validation(self, blocks: RowBlocks, n_val: list[int], seeds: list[int],
                     classes: Any, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -494,7 +527,8 @@ _COMMON_DOC = """
     scikit-learn's, with ``n_epochs`` (passes over the data, at most) in place of
     ``max_iter``, and ``sync_every``: how many blocks per worker are trained between two
     averages (``None``: average once per epoch; a round then takes ``sync_every`` times the
-    number of workers blocks, in the epoch's shuffled block order).  ``early_stopping``
+    number of workers blocks, in the epoch's shuffled block order); ``verbose`` shows a
+    progress bar over the epochs (shown anyway on an interactive terminal).  ``early_stopping``
     holds out ``validation_fraction`` of every block.  ``X`` may be a numpy array (trained
     here as one block) or a chunked ``distml.array.Array`` (trained on the cluster of the
     default client, else in local threads); predictions keep the input's kind.
@@ -514,7 +548,7 @@ class SGDClassifier(ClassifierMixin, _PartitionedSGD):
                  learning_rate: str = "optimal", eta0: float = 0.01, power_t: float = 0.5,
                  early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 5, class_weight: Any = None,
-                 sync_every: int | None = None) -> None:
+                 sync_every: int | None = None, verbose: int = 0) -> None:
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -532,6 +566,7 @@ class SGDClassifier(ClassifierMixin, _PartitionedSGD):
         self.n_iter_no_change = n_iter_no_change
         self.class_weight = class_weight
         self.sync_every = sync_every
+        self.verbose = verbose
 
     def _prepare_targets(self, blocks: RowBlocks, classes: Any, reset: bool) -> Any:
         """Set ``classes_`` (from ``classes`` or one reduction over the labels) and return
@@ -627,7 +662,7 @@ class SGDRegressor(RegressorMixin, _PartitionedSGD):
                  random_state: Any = None, learning_rate: str = "invscaling",
                  eta0: float = 0.01, power_t: float = 0.25, early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 5,
-                 sync_every: int | None = None) -> None:
+                 sync_every: int | None = None, verbose: int = 0) -> None:
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -644,6 +679,7 @@ class SGDRegressor(RegressorMixin, _PartitionedSGD):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.sync_every = sync_every
+        self.verbose = verbose
 
     def _prepare_targets(self, blocks: RowBlocks, classes: Any, reset: bool) -> None:
         return None
