@@ -23,6 +23,7 @@ from traceback import format_exc
 from typing import Any, Callable
 
 import joblib
+import xxhash
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
@@ -255,6 +256,11 @@ def token(*parts: Any) -> str:
     return joblib.hash(parts)
 
 
+def _join(*parts: str) -> str:
+    """A short hash of already-hashed parts (cheap: no pickling)."""
+    return xxhash.xxh3_128_hexdigest("\x00".join(parts).encode())
+
+
 def _configured(obj: Any, params: dict) -> Any:
     """``obj`` (an unfitted estimator) cloned with ``params`` set, as the search sets them."""
     if not params:
@@ -316,6 +322,8 @@ class SearchPlan:
         self.salt = salt
         self.nodes: dict[str, Node] = {}
         self.prefix_fits = 0
+        self._hashes: dict[int, tuple[Any, str]] = {}
+        self._recipes: dict[int, tuple[dict, list | None, Any]] = {}
 
     def _add(self, kind: str, ident: str, func: Callable, *args: Any) -> str:
         key = f"search-{kind}-{ident}"
@@ -340,27 +348,44 @@ class SearchPlan:
             if trans == "passthrough":
                 from sklearn.preprocessing import FunctionTransformer
                 trans = FunctionTransformer(feature_names_out="one-to-one")
-            ident = token(source_id, name, bname, trans)
+            ident = _join(source_id, name, bname, self._hash(trans))
             branches.append(Ref(self._add("step", ident, run_step, trans, Ref(fold),
                                           Ref(source), {}, self.error_score)))
             weights.append((union.transformer_weights or {}).get(bname))
-        return self._add("union", token(source_id, name, union), run_union, Ref(fold),
-                         Ref(source), weights, *branches)
+        return self._add("union", _join(source_id, name, self._hash(union)), run_union,
+                         Ref(fold), Ref(source), weights, *branches)
+
+    def _hash(self, obj: Any) -> str:
+        """:func:`token` of ``obj``, computed once per object (the configured steps of a
+        candidate are the same objects on every fold)."""
+        hit = self._hashes.get(id(obj))
+        if hit is None or hit[0] is not obj:
+            hit = self._hashes[id(obj)] = (obj, token(obj))
+        return hit[1]
+
+    def _recipe(self, params: dict) -> tuple[list | None, Any]:
+        """A candidate's configured pipeline steps (or its configured estimator, to be fitted
+        as one piece), built once per candidate."""
+        hit = self._recipes.get(id(params))
+        if hit is None or hit[0] is not params:
+            steps = (pipeline_steps(self.estimator, params, self.fit_params)
+                     if self.share_prefixes else None)
+            whole = _configured(self.estimator, params) if steps is None else None
+            hit = self._recipes[id(params)] = (params, steps, whole)
+        return hit[1], hit[2]
 
     def add_candidate(self, params: dict, fold: str) -> str:
         """Add the nodes evaluating candidate ``params`` on ``fold``; return the last one's key."""
-        steps = (pipeline_steps(self.estimator, params, self.fit_params)
-                 if self.share_prefixes else None)
+        steps, whole = self._recipe(params)
         tail = (self.scorer, self.return_train_score, self.error_score, self.score_names)
         if steps is None:
-            est = _configured(self.estimator, params)
-            return self._add("final", token(fold, est), run_final, est, Ref(fold), None,
-                             self.fit_params, *tail)
+            return self._add("final", _join(fold, self._hash(whole)), run_final, whole,
+                             Ref(fold), None, self.fit_params, *tail)
         source, source_id = fold, fold
         for name, step, fit in steps[:-1]:
             if is_skipped(step):
                 continue
-            ident = token(source_id, name, step, fit)
+            ident = _join(source_id, name, self._hash(step), self._hash(fit))
             if (isinstance(step, FeatureUnion) and not fit
                     and not getattr(step, "_sklearn_output_config", None)):
                 source = self._union(fold, source, source_id, name, step)
@@ -369,8 +394,9 @@ class SearchPlan:
                                    self.error_score)
             source_id = ident
         _, final, fit = steps[-1]
-        return self._add("final", token(source_id, final, fit), run_final, final, Ref(fold),
-                         Ref(source) if source != fold else None, fit, *tail)
+        return self._add("final", _join(source_id, self._hash(final), self._hash(fit)),
+                         run_final, final, Ref(fold), Ref(source) if source != fold else None,
+                         fit, *tail)
 
     def closure(self, keys: list[str]) -> list[str]:
         """``keys`` and every node they depend on, dependencies first."""
