@@ -67,7 +67,7 @@ def _scheduler(args: argparse.Namespace) -> None:
     async def make() -> Scheduler:
         scheduler = await Scheduler(address, config).start()
         print(f"distml scheduler at {scheduler.address}", flush=True)
-        if scheduler.dashboard is not None:
+        if await scheduler.dashboard_started() is not None:
             print(f"distml dashboard at {scheduler.dashboard.link}", flush=True)
         return scheduler
 

@@ -71,6 +71,7 @@ class LocalCluster:
         self.scheduler = self._loop.run(self._start_scheduler())
         try:
             self._loop.run(self._start_workers(self.n_workers, start_timeout))
+            self._loop.run(self.scheduler.dashboard_started())
         except BaseException:
             self.close()
             raise

@@ -7,6 +7,7 @@ It never unpickles: task payloads and exceptions pass through as opaque bytes.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import time
@@ -121,6 +122,7 @@ class Scheduler:
         #: Task timings, worker memory over time, activities: for the dashboard and reports.
         self.recorder = Recorder(self.config.task_stream_length)
         self.dashboard: Any = None
+        self._dashboard_start: asyncio.Task | None = None
 
     @property
     def address(self) -> str:
@@ -130,14 +132,26 @@ class Scheduler:
         await self.listener.start()
         self._periodic = asyncio.get_running_loop().create_task(self._housekeeping())
         logger.info("scheduler listening at %s", self.address)
-        if self.config.dashboard:
-            from distml.dashboard.server import Dashboard
-            try:
-                self.dashboard = await Dashboard(self).start(self.config.dashboard_port)
-            except OSError as exc:  # the cluster works without it
-                logger.error("could not start the dashboard on port %d: %s",
-                             self.config.dashboard_port, exc)
+        if self.config.dashboard:  # starts while the first workers do (see dashboard_started)
+            self._dashboard_start = asyncio.get_running_loop().create_task(
+                self._start_dashboard())
         return self
+
+    async def _start_dashboard(self) -> None:
+        # imported in a thread: tornado.web takes a while, and the loop has workers to greet
+        module = await asyncio.get_running_loop().run_in_executor(
+            None, importlib.import_module, "distml.dashboard.server")
+        try:
+            self.dashboard = await module.Dashboard(self).start(self.config.dashboard_port)
+        except OSError as exc:  # the cluster works without it
+            logger.error("could not start the dashboard on port %d: %s",
+                         self.config.dashboard_port, exc)
+
+    async def dashboard_started(self) -> Any:
+        """The dashboard once it serves (None when it is off or could not start)."""
+        if self._dashboard_start is not None:
+            await asyncio.wait([self._dashboard_start])  # not cancelled with the waiter
+        return self.dashboard
 
     async def close(self) -> None:
         if self._closed.is_set():
@@ -145,6 +159,8 @@ class Scheduler:
         self._closed.set()
         if self._periodic is not None:
             self._periodic.cancel()
+        if self._dashboard_start is not None:
+            self._dashboard_start.cancel()
         if self.dashboard is not None:
             self.dashboard.stop()
         for stream in list(self.streams.values()):

@@ -4,6 +4,7 @@
 
 const POLL_MS = 1000;
 const STREAM_WINDOW_S = 30;
+const MEMORY_EVERY = 5;
 
 const live = {
   records: [],          // [start, stop, worker, key, prefix, status], newest last
@@ -111,17 +112,20 @@ function renderActivities(data) {
   $("no-activities").hidden = cards.length > 0;
 }
 
+let polls = 0;
+
 async function poll() {
   try {
+    const memoryDue = polls++ % MEMORY_EVERY === 0;  // a 2-minute chart: every few polls
     const [workers, tasks, stream, activities, memory] = await Promise.all([
       getJSON("/api/v1/workers"), getJSON("/api/v1/tasks"),
       getJSON("/api/v1/task-stream?since=" + live.lastStop), getJSON("/api/v1/activities"),
-      getJSON("/api/v1/memory")]);
+      memoryDue ? getJSON("/api/v1/memory") : null]);
     renderWorkers(workers);
     renderStream(stream);
     renderProgress(tasks);
     renderActivities(activities);
-    drawMemory($("memory-chart"), $("memory-legend"), memory.samples, live.workers);
+    if (memory) drawMemory($("memory-chart"), $("memory-legend"), memory.samples, live.workers);
     setConnection(true, "live");
     document.body.dataset.updated = String(workers.time);
   } catch (err) {
