@@ -105,19 +105,38 @@ def test_progress_on_persisted_collection(client):
 # ---------------------------------------------------------------------- activities
 def test_report_activity_reaches_the_scheduler(cluster, client):
     board = cluster.scheduler.recorder.activities
+
+    def mine():
+        return [e for e in board.snapshot() if e["client"] == client.id]
+
     report_activity("search", kind="search", done=12, total=48, best_score=np.float64(0.93))
-    wait_until(lambda: len(board.snapshot()) == 1, what=lambda: board.snapshot())
-    entry = board.snapshot()[0]
-    assert entry["name"] == "search" and entry["client"] == client.id
+    wait_until(lambda: len(mine()) == 1, what=lambda: board.snapshot())
+    entry = mine()[0]
+    assert entry["name"] == "search"
     assert entry["fields"] == {"kind": "search", "done": 12, "total": 48, "best_score": 0.93}
     report_activity("search", kind="search", done=13, total=48, best_score=0.94)
-    wait_until(lambda: board.snapshot()[0]["fields"]["done"] == 13)
+    wait_until(lambda: mine()[0]["fields"]["done"] == 13)
     finish_activity("search")
-    wait_until(lambda: not board.snapshot())
+    wait_until(lambda: not mine())
     report_activity("fit", epoch=1)
-    wait_until(lambda: len(board.snapshot()) == 1)
+    wait_until(lambda: len(mine()) == 1)
     client.close()  # a client's activities end with it
-    wait_until(lambda: not board.snapshot())
+    wait_until(lambda: not mine())
+
+
+def _reporting_task(epochs):
+    for epoch in range(epochs):
+        report_activity("fit-in-a-task", epoch=epoch + 1, epochs=epochs)
+    return epochs
+
+
+def test_report_activity_from_inside_a_task(cluster, client):
+    board = cluster.scheduler.recorder.activities
+    assert client.submit(_reporting_task, 3).result() == 3
+    wait_until(lambda: any(e["name"] == "fit-in-a-task" and e["fields"]["epoch"] == 3
+                           for e in board.snapshot()), what=lambda: board.snapshot())
+    entry = next(e for e in board.snapshot() if e["name"] == "fit-in-a-task")
+    assert entry["client"] != client.id  # the worker's own client sent it
 
 
 def test_report_activity_checks_fields_and_is_silent_without_client():

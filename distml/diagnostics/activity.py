@@ -67,8 +67,9 @@ def report_activity(name: str, **fields: Any) -> None:
     """Tell the cluster's dashboard how a long job is going, e.g.
     ``report_activity("search", done=12, total=48, best_score=0.93)``.
 
-    Sent from the default client (see :func:`distml.default_client`); without one it does
-    nothing, so library code can call it unconditionally. Field values must be numbers, strings
+    Sent from the default client (see :func:`distml.default_client`), or from inside a task
+    through its worker's client; without either it does nothing, so library code can call it
+    unconditionally. Field values must be numbers, strings
     (up to 200 characters), bools or None. ``finish_activity(name)`` removes it.
     """
     fields = {key: _plain(value) for key, value in fields.items()}
@@ -86,9 +87,13 @@ def finish_activity(name: str) -> None:
 
 
 def _send(msg: dict[str, Any]) -> None:
+    """Through the default client; inside a task, through its worker's client."""
     from distml.client.client import default_client
+    from distml.worker.context import current_task, get_client
 
     client = default_client()
+    if client is None and current_task() is not None:
+        client = get_client()
     if client is not None:
         client._send(msg)
 
