@@ -119,6 +119,26 @@ def test_token_in_the_address_once_then_a_cookie(dashboard):
     assert _get(base + "/api/v1/workers")[0] == 403
 
 
+def test_dashboard_serves_https_with_the_clusters_certificate(tmp_path):
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    config = distml.Config.load(tls_cert=str(cert), tls_key=str(key), tls_ca_file=str(cert))
+    with LocalCluster(n_workers=0, config=config) as cluster:
+        link = cluster.dashboard_link
+        assert link.startswith("https://127.0.0.1:")
+        base, token = _base(link)
+        trusting = urllib.request.build_opener(urllib.request.HTTPSHandler(
+            context=ssl.create_default_context(cafile=str(cert))))  # no client certificate
+        assert _get(base + "/api/v1/workers", token, trusting)[0] == 200
+        assert _get(base + "/api/v1/workers", None, trusting)[0] == 403
+        with pytest.raises(urllib.error.URLError):  # a certificate nobody vouched for
+            _get(base + "/api/v1/workers", token)
+
+
 def test_dashboard_can_be_switched_off():
     with LocalCluster(n_workers=0, config=distml.Config.load(dashboard=False)) as cluster, \
             Client(cluster) as client:
