@@ -129,7 +129,11 @@ function drawMemory(svg, legend, samples, workers) {
   // a worker's figures are 0 until its first heartbeat: leave those out
   samples = samples.map(([t, s]) => [t, Object.fromEntries(
     Object.entries(s).filter(([, v]) => v[0] > 0))]).filter(([, s]) => Object.keys(s).length);
-  if (samples.length < 2) return;
+  if (samples.length < 2) {
+    legend.append(el("span", {class: "muted"}, "fewer than two memory samples in this window " +
+                                                "(workers report every second)"));
+    return;
+  }
   const t0 = samples[0][0], t1 = samples[samples.length - 1][0];
   const names = new Map(workers.map(w => [w.address, w.name]));
   let top = 1;
