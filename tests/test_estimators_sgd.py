@@ -216,6 +216,37 @@ def test_bad_input(backend, binary):
         SGDClassifier().fit(Xd, da.zeros(N_TRAIN, chunks=(ROWS,)))
 
 
+def test_bad_values_and_chunking(backend, binary, regression):
+    """NaN and infinity are found in the first epoch (the message names the input, as
+    scikit-learn's does); y chunked unlike X is aligned to X, not refused."""
+    X, y, _, _ = binary
+    Xd, yd = _chunked(X, y)
+    bad = X.copy()
+    bad[12_345, 3] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        SGDClassifier(n_epochs=2).fit(da.from_array(bad, chunks=(ROWS, (20,))), yd)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        SGDClassifier(n_epochs=2).fit(bad, y)  # numpy input: scikit-learn's own check
+    bad[12_345, 3] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        SGDClassifier().partial_fit(da.from_array(bad, chunks=(ROWS, (20,))), yd, classes=[0, 1])
+    weights = np.ones(N_TRAIN)
+    weights[7] = np.nan
+    with pytest.raises(ValueError, match="Input sample_weight contains NaN"):
+        SGDClassifier().fit(Xd, yd, sample_weight=da.from_array(weights, chunks=(ROWS,)))
+    Xr, yr, _, _ = regression
+    yr = yr.copy()
+    yr[-1] = np.nan
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        SGDRegressor().fit(*_chunked(Xr, yr))
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        SGDClassifier().fit(da.from_array(X[:, 0], chunks=(ROWS,)), yd)
+    aligned_fit = SGDClassifier(tol=None, random_state=1).fit(Xd, yd)
+    other_chunks = SGDClassifier(tol=None, random_state=1).fit(
+        Xd, da.from_array(y, chunks=(5000,)))
+    np.testing.assert_array_equal(other_chunks.coef_, aligned_fit.coef_)
+
+
 def test_epochs_are_reported(binary, capsys, caplog):
     """Each epoch is logged (with the loss when tol asks for it) and, with verbose, drawn as a
     progress bar on stderr."""

@@ -138,8 +138,12 @@ def test_bad_input(backend, data):
         Incremental(SkSGDClassifier()).predict(da.from_array(X, chunks=(4000, 10)))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         Incremental(SkSGDClassifier()).fit(da.from_array(X, chunks=(4000, 10)), y[:-3])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="classes should include all valid labels"):
         Incremental(SkSGDClassifier()).fit(*_chunked(X, y), classes=[0])  # y has label 1
+    bad = X.copy()
+    bad[5, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        Incremental(SkSGDClassifier()).fit(*_chunked(bad, y), classes=[0, 1])
     with pytest.raises(ValueError, match="n_epochs"):
         Incremental(SkSGDClassifier(), n_epochs=0).fit(X, y)
     with pytest.raises(AttributeError):
