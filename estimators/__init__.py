@@ -4,5 +4,6 @@ mapping).
 
 Submodules: ``linear_model`` (LogisticRegression, LinearRegression, Ridge; partitioned SGD),
 ``preprocessing`` (StandardScaler, MinMaxScaler), ``metrics``, ``model_selection``
-(train_test_split), ``wrappers`` (Incremental, ParallelPostFit).
+(train_test_split; GridSearchCV and RandomizedSearchCV with shared pipeline work;
+SuccessiveHalvingSearchCV and HyperbandSearchCV), ``wrappers`` (Incremental, ParallelPostFit).
 """

@@ -124,7 +124,10 @@ def run_chunked(quick: bool) -> dict[str, Any]:
         start = time.perf_counter()
         search = GridSearchCV(LogisticRegression(), grid, cv=3, progress=False).fit(X, y)
         seconds = time.perf_counter() - start
-        X_local, y_local = X.compute(), y.compute()
+        # the reference needs the data here: fetch it a few blocks at a time, so the workers
+        # never serialize more than that at once
+        X_local, y_local = (np.concatenate([client.gather(a.dask[(a.name, i, *[0] * (a.ndim - 1))])
+                                            for i in range(a.numblocks[0])]) for a in (X, y))
     folds = block_folds(rows // chunk, 3)
     bounds = np.arange(0, rows + 1, chunk)
     index = lambda blocks: np.concatenate([np.arange(bounds[b], bounds[b + 1])  # noqa: E731

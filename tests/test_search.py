@@ -255,18 +255,18 @@ def test_all_candidates_failing_raises_like_scikit_learn(client, digits):
     assert str(ours.value).splitlines()[0] == str(ref.value).splitlines()[0]
 
 
-def test_progress_bar_counts_candidate_folds(client, digits, monkeypatch):
+def test_progress_counts_candidate_folds(client, digits, monkeypatch):
     pytest.importorskip("distml.diagnostics.progress")
-    from distml.estimators.model_selection import _search
-    bars = []
-    real = _search.progress_bar
+    from distml.estimators.model_selection import _progress, _search
+    made = []
 
-    def spy(total, desc, enabled):
-        bar = real(total, desc, False)
-        bars.append(bar)
-        return bar
+    class Recorded(_progress.SearchProgress):
+        def __init__(self, name, total, enabled, **fields):
+            super().__init__(name, total, False, **fields)  # drawn nowhere in tests
+            made.append(self)
 
-    monkeypatch.setattr(_search, "progress_bar", spy)
+    monkeypatch.setattr(_search, "SearchProgress", Recorded)
     X, y = digits
     GridSearchCV(SVC(), {"C": [0.5, 1.0, 2.0]}, cv=2).fit(X, y)
-    assert bars and bars[0].total == 6 and bars[0].n == 6
+    assert len(made) == 1 and made[0].total == 6 and made[0].done == 6
+    assert made[0]._bar is not None and made[0]._bar.n == 6

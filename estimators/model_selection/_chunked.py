@@ -27,6 +27,7 @@ from distml.estimators._data import _align, as_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
 from distml.estimators.model_selection._graph import (_configured, is_skipped, pipeline_steps,
                                                       token)
+from distml.estimators.model_selection._progress import SearchProgress
 from distml.estimators.model_selection._split import block_folds, select_blocks
 
 __all__ = ["fit_chunked"]
@@ -193,12 +194,15 @@ def fit_chunked(search: Any, X: Any, y: Any, **params: Any) -> Any:
     jobs.sort(key=lambda job: (job[1], [i for i, _ in job[3]]))
     out: list = [None] * (len(candidates) * n_splits)
     search.n_prefix_fits_ = 0
+    bar = SearchProgress(type(search).__name__, len(out), search.progress,
+                         candidates=len(candidates), folds=n_splits)
     try:
         for index, s, ident, chain, final in jobs:
             stored = checkpoint.get(ident) if checkpoint is not None else None
             if stored is not None:
                 out[index] = stored
                 prefixes.release([i for i, _ in chain])
+                bar.update(1)
                 continue
             X_train, y_train, X_test, y_test = parts[s]
             source: tuple = (X_train, X_test, 0.0)
@@ -223,7 +227,9 @@ def fit_chunked(search: Any, X: Any, y: Any, **params: Any) -> Any:
             prefixes.release([i for i, _ in chain])
             if checkpoint is not None:
                 checkpoint.record(ident, out[index])
+            bar.update(1)
     finally:
+        bar.close()
         if checkpoint is not None:
             checkpoint.close()
     _warn_or_raise_about_fit_failures(out, search.error_score)

@@ -166,6 +166,17 @@ def _best_has(attr: str) -> Callable[[Any], bool]:
 class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator):
     """What both adaptive searches share: data placement, training rungs, results."""
 
+    def _set_common(self, estimator: Any, parameters: Any, max_iter: Any, aggressiveness: int,
+                    test_size: Any, n_blocks: Any, random_state: Any, scoring: Any) -> None:
+        self.estimator = estimator
+        self.parameters = parameters
+        self.max_iter = max_iter
+        self.aggressiveness = aggressiveness
+        self.test_size = test_size
+        self.n_blocks = n_blocks
+        self.random_state = random_state
+        self.scoring = scoring
+
     def _brackets(self, n_params: int) -> list[tuple[int, int]]:
         raise NotImplementedError  # (n_models, first rung's calls) per bracket, per search
 
@@ -339,16 +350,10 @@ class SuccessiveHalvingSearchCV(_AdaptiveSearch):
                  max_iter: int | None = None, aggressiveness: int = 3,
                  test_size: float | None = None, n_blocks: int | None = None,
                  random_state: Any = None, scoring: Any = None) -> None:
-        self.estimator = estimator
-        self.parameters = parameters
+        self._set_common(estimator, parameters, max_iter, aggressiveness, test_size, n_blocks,
+                         random_state, scoring)
         self.n_initial_parameters = n_initial_parameters
         self.n_initial_iter = n_initial_iter
-        self.max_iter = max_iter
-        self.aggressiveness = aggressiveness
-        self.test_size = test_size
-        self.n_blocks = n_blocks
-        self.random_state = random_state
-        self.scoring = scoring
 
     def _brackets(self, n_blocks: int) -> list[tuple[int, int]]:
         for name in ("n_initial_parameters", "n_initial_iter"):
@@ -370,14 +375,8 @@ class HyperbandSearchCV(_AdaptiveSearch):
                  aggressiveness: int = 3, test_size: float | None = None,
                  n_blocks: int | None = None, random_state: Any = None,
                  scoring: Any = None) -> None:
-        self.estimator = estimator
-        self.parameters = parameters
-        self.max_iter = max_iter
-        self.aggressiveness = aggressiveness
-        self.test_size = test_size
-        self.n_blocks = n_blocks
-        self.random_state = random_state
-        self.scoring = scoring
+        self._set_common(estimator, parameters, max_iter, aggressiveness, test_size, n_blocks,
+                         random_state, scoring)
 
     def _brackets(self, n_blocks: int) -> list[tuple[int, int]]:
         if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:

@@ -30,6 +30,7 @@ from sklearn.utils.validation import _check_method_params
 from distml.estimators._data import is_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
 from distml.estimators.model_selection._graph import SearchPlan, reissue, token
+from distml.estimators.model_selection._progress import SearchProgress
 from distml.estimators.model_selection._run import run_plan
 
 logger = logging.getLogger(__name__)
@@ -53,25 +54,6 @@ def data_token(*arrays: Any) -> str:
         else:
             h.update(token(a).encode())
     return h.hexdigest()
-
-
-def progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
-    """The shared diagnostics progress bar over ``total`` candidate-folds (``enabled=None``:
-    shown in interactive use), or None when the diagnostics module is not installed."""
-    try:
-        from distml.diagnostics.progress import ProgressBar
-    except ImportError:
-        return None
-    return ProgressBar(total, desc, disable=None if enabled is None else not enabled)
-
-
-def report_activity(name: str, **fields: Any) -> None:
-    """Tell the dashboard what the search is doing, when the diagnostics module exists."""
-    try:
-        from distml.diagnostics import report_activity as report
-    except ImportError:
-        return
-    report(name, **fields)
 
 
 class _DistributedSearch:
@@ -171,11 +153,10 @@ class _DistributedSearch:
                                              routed.scorer.score)
                 final = plan.add_candidate(cand, folds[s])
                 wanted.setdefault(final, []).append((c * n_splits + s, ident))
-        bar = progress_bar(len(out), f"{type(self).__name__}", self.progress)
-        if bar is not None:
-            bar.update(len(out) - sum(len(v) for v in wanted.values()))
-        report_activity(type(self).__name__, candidates=len(candidates), folds=n_splits,
-                        tasks=len(plan.nodes), prefix_fits=plan.prefix_fits)
+        bar = SearchProgress(type(self).__name__, len(out), self.progress,
+                             candidates=len(candidates), folds=n_splits, tasks=len(plan.nodes),
+                             prefix_fits=plan.prefix_fits)
+        bar.update(len(out) - sum(len(v) for v in wanted.values()))
         self.n_prefix_fits_ = plan.prefix_fits
 
         def on_result(key: str, result: dict) -> None:
@@ -184,8 +165,7 @@ class _DistributedSearch:
                 out[index] = dict(result)
                 if checkpoint is not None:
                     checkpoint.record(ident, result)
-            if bar is not None:
-                bar.update(len(wanted[key]))
+            bar.update(len(wanted[key]))
 
         try:
             run_plan(plan, list(wanted), on_result, client,
@@ -193,8 +173,7 @@ class _DistributedSearch:
         finally:
             if checkpoint is not None:
                 checkpoint.close()
-            if bar is not None:
-                bar.close()
+            bar.close()
         _warn_or_raise_about_fit_failures(out, self.error_score)
         if callable(self.scoring):
             _insert_error_scores(out, self.error_score)
