@@ -258,8 +258,14 @@ def _task_groups(metas: list[tuple], holders: list[str], workers: _Workers,
         by_worker.setdefault(holder, []).append(meta)
     groups = []
     for worker, group in by_worker.items():
-        lanes = max(1, min(workers.nthreads.get(worker, 1), len(group)))
-        budget = workers.memory_limit.get(worker, 0) * TASK_MEMORY_FRACTION / lanes
+        if worker in workers.nthreads:
+            lanes, share = workers.nthreads[worker], workers.memory_limit[worker]
+        else:  # blocks no worker holds (lost with one): any thread, the smallest share
+            lanes = sum(workers.nthreads.values())
+            share = min(workers.memory_limit.values(), default=0)
+        budget = share * TASK_MEMORY_FRACTION / max(1, workers.nthreads.get(
+            worker, max(workers.nthreads.values(), default=1)))
+        lanes = max(1, min(lanes, len(group)))
         for lane in (group[i::lanes] for i in range(lanes)):
             current, size = [], 0
             for meta in lane:
