@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from sklearn.datasets import make_classification
 from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+LOAD_AT_START = os.getloadavg()[0]
 
 
 def rel_diff(coef: np.ndarray, ref: np.ndarray) -> float:
@@ -99,6 +101,8 @@ def main() -> None:
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     lines = [f"# LogisticRegression fit: {n:,} x 50, {chunk:,}-row chunks "
              f"({platform.machine()}, best of {args.repeat})", "",
+             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f} on "
+             f"{os.cpu_count()} cores (other work on the machine skews every figure).", "",
              "| system | fit time (s) | iterations | max rel. coef diff vs sklearn |",
              "|---|---:|---:|---:|"]
     for r in rows:
@@ -113,8 +117,8 @@ def main() -> None:
     stem = "bench_glm_quick" if args.quick else "bench_glm"
     (RESULTS / f"{stem}.md").write_text(table)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
-        {"n_samples": n, "n_features": 50, "chunk_rows": chunk, "repeat": args.repeat,
-         "results": rows}, indent=2) + "\n")
+        {"load_average_at_start": LOAD_AT_START, "n_samples": n, "n_features": 50,
+         "chunk_rows": chunk, "repeat": args.repeat, "results": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

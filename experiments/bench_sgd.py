@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import warnings
 from pathlib import Path
@@ -48,6 +49,7 @@ from sklearn.linear_model import SGDClassifier as SkSGDClassifier
 from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+LOAD_AT_START = os.getloadavg()[0]
 SGD = dict(tol=None, random_state=0)
 
 
@@ -150,6 +152,8 @@ def main() -> None:
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     lines = [f"# SGDClassifier: {n_train:,} x 50 training rows in {chunk:,}-row blocks, "
              f"{n - n_train:,} held out ({platform.machine()}, best of {args.repeat})", "",
+             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f} on "
+             f"{os.cpu_count()} cores (other work on the machine skews every figure).", "",
              "| system | epochs | s / epoch | x dask-ml | x partial_fit loop | accuracy "
              "| acc. - sklearn fit |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
@@ -164,8 +168,8 @@ def main() -> None:
     stem = "bench_sgd_quick" if args.quick else "bench_sgd"
     (RESULTS / f"{stem}.md").write_text(table)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
-        {"n_samples": n, "n_train": n_train, "n_features": 50, "block_rows": chunk,
-         "repeat": args.repeat, "results": runs}, indent=2) + "\n")
+        {"load_average_at_start": LOAD_AT_START, "n_samples": n, "n_train": n_train,
+         "n_features": 50, "block_rows": chunk, "repeat": args.repeat, "results": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
