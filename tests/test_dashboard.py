@@ -196,9 +196,10 @@ def test_json_api_reports_workers_tasks_stream_and_activities(dashboard, cluster
 
 
 _HELP = re.compile(r"^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$")
-_TYPE = re.compile(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$")
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
-                     r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*)?\})? (\S+)$')
+_TYPE = re.compile(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) "
+                   r"(counter|gauge|histogram|summary|untyped)$")
+_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+_SAMPLE = re.compile(rf'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{{{_PAIR}(?:,{_PAIR})*\}})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"')
 _UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
 
@@ -233,7 +234,7 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]
 
 def test_metrics_are_valid_prometheus_text(dashboard, cluster, client):
     base, token, _ = dashboard
-    odd = client.submit(inc, 1, key='we"ird\\na\nme-1')  # label escaping: quote, backslash, newline
+    odd = client.submit(inc, 1, key='we"ird\\na\nme-1')  # escaping: quote, backslash, newline
     odd.result()
 
     def scrape():
@@ -262,7 +263,7 @@ def test_snapshots_stop_when_nobody_looks(dashboard):
     dash.idle_after = 0.2
     try:
         assert _get(base + "/api/v1/workers", token)[0] == 200
-        wait_until(lambda: dash.idle, timeout=10, what=lambda: "the snapshotter to go idle")
+        wait_until(lambda: dash.idle, timeout=30, what=lambda: "the snapshotter to go idle")
         taken = dash.snapshots_taken
         time.sleep(1.0)  # nothing to await: the point is that nothing happens
         assert dash.snapshots_taken == taken
@@ -500,7 +501,7 @@ def test_throughput_with_a_dashboard_page_open(browser, cluster, client):
     def measure(pairs: int) -> float:
         for _ in range(pairs):
             browser.get("about:blank")
-            wait_until(lambda: dash.idle, timeout=15, what=lambda: "the dashboard to go idle")
+            wait_until(lambda: dash.idle, timeout=30, what=lambda: "the dashboard to go idle")
             runs["without"].append(_map_gather(client, n))
             browser.get(cluster.dashboard_link)
             wait_until(lambda: browser.execute_script("return document.body.dataset.updated"))

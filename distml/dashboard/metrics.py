@@ -80,6 +80,6 @@ def render(data: dict[str, Any]) -> str:
                "Snapshots of the scheduler's state taken for the dashboard.",
                [({}, own["snapshots"])])
     out.metric("distml_dashboard_snapshot_seconds_total", "counter",
-               "Seconds of the scheduler's event loop spent taking dashboard snapshots.",
+               "CPU seconds of the scheduler's event loop spent taking dashboard snapshots.",
                [({}, own["snapshot_seconds"])])
     return "\n".join(out.lines) + "\n"

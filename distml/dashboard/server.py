@@ -39,8 +39,9 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; 
 ACTIVE_INTERVAL = 0.5
 #: Seconds after the last request before snapshots stop.
 IDLE_AFTER = 30.0
-#: Most of the event loop's time that snapshots may take.
+#: Most of the event loop's time that snapshots may take, and the longest wait between them.
 MAX_LOOP_SHARE = 0.02
+MAX_INTERVAL = 10.0
 #: A request finding a snapshot older than this waits (up to ``FRESH_WAIT`` s) for a new one.
 STALE_AFTER = 3.0
 FRESH_WAIT = 2.0
@@ -60,7 +61,7 @@ class Dashboard:
         self.cookie_name = "distml_dashboard"
         self.latest: snapshot.Snapshot | None = None
         self.snapshots_taken = 0
-        #: Seconds of the scheduler's loop spent taking snapshots, in all.
+        #: CPU seconds of the scheduler's loop spent taking snapshots, in all.
         self.snapshot_seconds = 0.0
         #: Seconds without requests after which snapshots stop; True while stopped.
         self.idle_after = IDLE_AFTER
@@ -113,9 +114,10 @@ class Dashboard:
         self._wake.set()
 
     def take_snapshot(self) -> snapshot.Snapshot:
-        started = time.perf_counter()
+        # CPU time, not wall time: waiting for the GIL is not a cost of the snapshot
+        started = time.thread_time()
         data = snapshot.take(self.scheduler, self.latest.data if self.latest else None)
-        cost = time.perf_counter() - started
+        cost = time.thread_time() - started
         self.snapshots_taken += 1
         self.snapshot_seconds += cost
         data["dashboard"] = {"snapshots": self.snapshots_taken,
@@ -132,8 +134,15 @@ class Dashboard:
                 self._wake.clear()
                 await self._wake.wait()  # nobody looks: no snapshots
                 self.idle = False
-            latest = self.take_snapshot()
-            await asyncio.sleep(max(ACTIVE_INTERVAL, latest.cost / MAX_LOOP_SHARE))
+            try:
+                cost = self.take_snapshot().cost
+            except Exception:  # noqa: BLE001 - a bug here must not freeze the dashboard
+                logger.exception("dashboard snapshot failed")
+                cost = 0.0
+            interval = min(MAX_INTERVAL, max(ACTIVE_INTERVAL, cost / MAX_LOOP_SHARE))
+            if interval > ACTIVE_INTERVAL:
+                logger.debug("dashboard snapshot took %.3f s; the next in %.1f s", cost, interval)
+            await asyncio.sleep(interval)
 
     async def current(self) -> snapshot.Snapshot:
         """The latest snapshot; after an idle spell, waits briefly for a new one."""

@@ -47,7 +47,7 @@ class Recorder:
         for key in keys:
             if isinstance(key, str):
                 started[key] = now
-        if len(started) > self._running_since_limit:  # tasks that never reported back (stolen, lost)
+        if len(started) > self._running_since_limit:  # never reported back (stolen, lost)
             for key in list(islice(started, len(started) - self._running_since_limit)):
                 del started[key]
 
