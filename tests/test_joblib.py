@@ -147,7 +147,10 @@ def test_generators(on_cluster):
 
 def fail_or_wait(i, folder):
     if i == 1:
-        time.sleep(0.3)  # the others have started by now
+        for _ in range(3000):  # fail once item 0 runs (on the other worker)
+            if os.path.exists(os.path.join(folder, "started-0")):
+                break
+            time.sleep(0.01)
         raise ValueError(f"item {i} is bad")
     open(os.path.join(folder, f"started-{i}"), "w").close()
     try:
@@ -161,6 +164,7 @@ def fail_or_wait(i, folder):
 
 
 def test_first_error_is_raised_and_the_rest_cancelled(on_cluster, tmp_path):
+    on_cluster.run(double, 1)  # this module imported on every worker
     with pytest.raises(ValueError, match="item 1 is bad") as info:
         Parallel(batch_size=1)(delayed(fail_or_wait)(i, str(tmp_path)) for i in range(20))
     assert isinstance(info.value.__cause__, RemoteTraceback)
@@ -177,8 +181,9 @@ def sleep_or_return(i, folder):
 
 
 def test_timeout_raises_and_cancels(on_cluster, tmp_path):
+    on_cluster.run(double, 1)  # this module imported on every worker
     with pytest.raises(multiprocessing.TimeoutError):
-        Parallel(timeout=1, batch_size=1)(delayed(sleep_or_return)(i, str(tmp_path))
+        Parallel(timeout=3, batch_size=1)(delayed(sleep_or_return)(i, str(tmp_path))
                                           for i in range(4))
     wait_until(lambda: os.path.exists(tmp_path / "interrupted-0"), timeout=20,
                what=lambda: "the timed out batch to be interrupted")
