@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import time
 import warnings
@@ -201,6 +202,9 @@ def main() -> None:
     gc.collect()
     chunked = run_chunked(args.quick)
     text = table(runs, chunked, repeat)
+    load = os.getloadavg()
+    text += (f"\nLoad average at the end (1, 5, 15 min): {load[0]:.1f}, {load[1]:.1f}, "
+             f"{load[2]:.1f} on {os.cpu_count()} cores (a shared machine: timings are noisy).\n")
     print(text)
     ours = runs[1]
     ratios = {peer: ours["warm_s"] / r["warm_s"] for peer, r in
