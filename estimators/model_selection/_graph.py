@@ -15,7 +15,6 @@ the others.
 
 from __future__ import annotations
 
-import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
