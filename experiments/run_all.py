@@ -21,6 +21,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -139,8 +140,9 @@ def results_section(benchmarks: list[Benchmark], results: Path = RESULTS,
             continue
         body = []
         for line in md.read_text().strip().splitlines():
-            # the tables' own titles become bold lines under this section's heading
-            body.append(f"**{line[2:].strip()}**" if line.startswith("# ") else line)
+            # the tables' own headings become bold lines under this section's heading
+            heading = re.match(r"#{1,6} (.*)", line)
+            body.append(f"**{heading.group(1).strip()}**" if heading else line)
         parts.append(f"#### `{bench.name}`: {bench.what}\n\n" + "\n".join(body))
         if (results / f"{bench.name}.png").exists():
             parts.append(f"![{bench.name}]({link_prefix}{bench.name}.png)")

@@ -270,6 +270,7 @@ def test_readme_section_regenerated_between_markers(results_copy, tmp_path):
     table_row = next(line for line in runtime_md.splitlines() if line.startswith("| map"))
     assert table_row in text
     assert not run_all.update_readme(section, readme)  # idempotent
+    assert not re.search(r"^#{1,3} ", section, re.MULTILINE), "a table's heading leaked"
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         run_all.update_readme(section, readme)
