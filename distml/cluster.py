@@ -95,9 +95,7 @@ class LocalCluster:
         paths = [p or os.getcwd() for p in sys.path]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
         env.setdefault("DISTML_LOG_LEVEL", "WARNING")  # local workers speak up on trouble only
-        for name in ("tls_cert", "tls_key", "tls_ca_file"):
-            if getattr(self.config, name):
-                env[f"DISTML_{name.upper()}"] = getattr(self.config, name)
+        env.update(self.config.to_env())  # e.g. memory thresholds given as keyword arguments
         memory_limit = options.get("memory_limit", self.memory_limit)
         args = ["--nthreads", str(options.get("nthreads", self.threads_per_worker)),
                 "--memory-limit", str(memory_limit),

@@ -132,6 +132,18 @@ class Config:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``DISTML_*`` variables, for processes started from this one (the
+        secret and the TLS contexts are left to the caller)."""
+        env = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "secret" or spec.name.startswith("ssl_") or value is None:
+                continue
+            text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            env[ENV_PREFIX + spec.name.upper()] = text
+        return env
+
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 

@@ -91,7 +91,7 @@ class WorkerSupervisor:
         self.env["DISTML_LOCAL_DIRECTORY"] = self._spill_directory
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "distml", "worker", self.scheduler_address, "--no-nanny",
-            *self.args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            *self.args, env=self.env, stdin=asyncio.subprocess.PIPE,  # closes when we die
             stdout=asyncio.subprocess.PIPE)
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from distml import Client, LocalCluster
+from distml import Client, Config, LocalCluster
 from distml.batched import unbatch
 from distml.comm import connect
 from distml.config import Config
@@ -181,3 +181,51 @@ def test_tls_end_to_end_with_user_certificates(tmp_path):
         with pytest.raises(Exception):  # no TLS context: refused, never reaches the handshake
             Client(cluster.scheduler_address.replace("tls://", "tcp://"), config=plain,
                    timeout=1)
+
+
+def test_worker_exits_when_its_scheduler_does_not_come_back(tmp_path):
+    secret_file, env = _cli_env(tmp_path)
+    env["DISTML_SCHEDULER_RECONNECT_TIMEOUT"] = "1"
+    scheduler = _start(["scheduler", "--port", "0", "--no-dashboard", "--secret-file",
+                        str(secret_file)], env)
+    procs = [scheduler]
+    try:
+        address = scheduler.stdout.readline().split()[-1]
+        worker = _start(["worker", address, "--no-nanny", "--nthreads", "1", "--secret-file",
+                         str(secret_file)], env)
+        procs.append(worker)
+        assert worker.stdout.readline().startswith("distml worker at")
+        scheduler.kill()
+        assert worker.wait(30) == 0  # gave up reconnecting after 1 s, closed, and exited
+        assert "could not reconnect" in worker.stderr.read()
+    finally:
+        _stop(procs)
+
+
+def test_local_cluster_workers_exit_when_their_process_is_killed():
+    """The workers' nanny lives in the user's process; SIGKILL it and they must not linger."""
+    import psutil
+
+    code = ("from distml import LocalCluster\nimport time\n"
+            "cluster = LocalCluster(n_workers=2)\nprint('ready', flush=True)\ntime.sleep(300)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    owner = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        workers = psutil.Process(owner.pid).children()
+        assert len(workers) == 2
+        owner.kill()
+        owner.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive
+    finally:
+        owner.kill()
+
+
+def test_local_cluster_settings_reach_its_worker_processes():
+    config = Config.load(memory_spill_fraction=0.55, allowed_failures=5)
+    with LocalCluster(n_workers=1, config=config) as cluster, Client(cluster) as client:
+        seen = client.run(lambda distml_worker: (distml_worker.config.memory_spill_fraction,
+                                                 distml_worker.config.allowed_failures))
+        assert list(seen.values()) == [(0.55, 5)]

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
+import sys
 
 import psutil
 from typing import Any
@@ -103,8 +104,21 @@ class Worker:
         self._spawn(self._heartbeat())
         if self.memory_limit:
             self._spawn(self._monitor_memory())
+        if os.environ.get("DISTML_NANNY") == "1":
+            self._spawn(self._exit_with_nanny())
         logger.info("worker %s registered with %s", self.address, self.scheduler_address)
         return self
+
+    async def _exit_with_nanny(self) -> None:
+        """A supervised worker's stdin is a pipe from its nanny: end of file means the nanny
+        (for a local cluster, the user's process) is gone, and nobody would stop this one."""
+        reader = asyncio.StreamReader()
+        await self._loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                           sys.stdin)
+        while await reader.read(4096):
+            pass
+        logger.warning("worker %s: its nanny is gone; shutting down", self.address)
+        await self.close()
 
     async def _register(self, timeout: float) -> None:
         """Connect to the scheduler and register, declaring the results held here (after a
@@ -151,8 +165,10 @@ class Worker:
             await self._scheduler_comm.close()
         self.listener.stop()
         await self.pool.close()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:  # close() may run inside one of them: let it finish
+                task.cancel()
         if self.runner is not None:
             self.runner.stop()
         await asyncio.get_running_loop().run_in_executor(None, close_worker_client, self)
