@@ -18,7 +18,7 @@ from tornado.iostream import IOStream
 
 from distml.errors import (AuthenticationError, CommClosedError, ProtocolError,
                            SerializationError, TimeoutError)
-from distml.protocol import auth, serialize, wire
+from distml.protocol import auth, buffers, serialize, wire
 from distml.protocol.wire import PREAUTH_LIMITS, Limits, encode, read_message, write_message
 
 LIMITS = Limits(max_header_bytes=2**20, max_frame_bytes=2**24, max_frames=100)
@@ -380,3 +380,49 @@ def test_silent_peer_times_out():
 
     with pytest.raises(TimeoutError, match="within 0.2 s"):
         run(main())
+
+
+# ---------------------------------------------------------------------- alignment
+def address_of(frame: memoryview) -> int:
+    return np.frombuffer(frame, dtype="u1").ctypes.data
+
+
+def test_aligned_parts_start_on_64_byte_boundaries_in_one_allocation():
+    lengths = [3, 0, 1, 64, 65, 127, 4096, 7]
+    parts = buffers.aligned_parts(lengths)
+    assert [p.nbytes for p in parts] == lengths
+    assert all(p.obj is parts[0].obj for p in parts)  # one allocation
+    assert [address_of(p) % 64 for p in parts if p.nbytes] == [0] * 7
+    assert all(not p.readonly for p in parts)
+    assert buffers.padded(0) == 0 and buffers.padded(1) == 64 and buffers.padded(64) == 64
+    assert buffers.aligned_parts([0, 0])[1].nbytes == 0 and buffers.aligned_parts([]) == []
+
+
+@pytest.mark.parametrize("chunk_bytes", [wire.CHUNK_BYTES, 300])
+def test_frames_arrive_64_byte_aligned_after_odd_sized_frames(monkeypatch, chunk_bytes):
+    # odd-sized frames before each array would put it at an odd offset of a back-to-back buffer
+    monkeypatch.setattr(wire, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    sizes = [1, 3, 13, 63, 65, 213, 1001, 4099]
+    frames = []
+    for i, size in enumerate(sizes):
+        frames.append(bytes([i]) * size)
+        frames.append(rng.standard_normal(size % 97 + 1).tobytes())
+
+    async def main():
+        left, right = stream_pair()
+        await write_message(left, {"op": "odd", "pad": "x" * 7}, frames)
+        obj = {"a": np.arange(5, dtype="i1"), "b": rng.standard_normal((33, 3)),
+               "c": np.arange(7, dtype="u2"), "d": rng.standard_normal(1000)}
+        await write_message(left, {"op": "objects"}, serialize.dumps(obj))
+        messages = [await read_message(right, LIMITS) for _ in range(2)]
+        left.close(), right.close()
+        return obj, messages
+
+    obj, [(header, got), (_, object_frames)] = run(main())
+    assert header == {"op": "odd", "pad": "x" * 7} and [bytes(f) for f in got] == frames
+    assert [address_of(f) % 64 for f in got] == [0] * len(frames)
+    out = serialize.loads(object_frames)
+    for name, array in out.items():
+        assert np.array_equal(array, obj[name])
+        assert array.ctypes.data % 64 == 0 and array.flags.aligned and array.flags.writeable

@@ -3,7 +3,8 @@
 On the wire a message is ``u32 nframes``, then ``u64`` lengths for the header and each frame, then
 the header and the frames, all little-endian. Counts and lengths are checked against limits before
 any memory is allocated, and the body is read in chunks of at most ``CHUNK_BYTES`` (or one frame,
-if bigger), so a peer cannot make us reserve much more memory than it has actually sent.
+if bigger), so a peer cannot make us reserve much more memory than it has actually sent. Each
+received part starts at a 64-byte aligned address (the bytes on the wire are unchanged).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgpack
 from tornado.iostream import IOStream, StreamClosedError
 
 from distml.errors import CommClosedError, ProtocolError
+from distml.protocol.buffers import aligned_parts, padded
 
 if TYPE_CHECKING:
     from distml.config import Config
@@ -26,7 +28,7 @@ Frame = bytes | bytearray | memoryview
 _PREFIX = struct.Struct("<IQ")
 _LENGTH = struct.Struct("<Q")
 
-#: Consecutive small frames are read into one buffer of up to this size (one ``read_into``).
+#: Consecutive small frames share one receive buffer of up to this size (padding included).
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -132,16 +134,16 @@ def _chunks(lengths: Sequence[int]) -> Iterator[tuple[int, int]]:
 
 
 async def _read_body(stream: IOStream, lengths: Sequence[int]) -> list[memoryview]:
-    """Read consecutive parts of the given lengths as writable, zero-copy memoryviews."""
+    """Read consecutive parts of the given lengths as writable, zero-copy memoryviews, each
+    starting 64-byte aligned (:mod:`distml.protocol.buffers`) so that arrays rebuilt on them
+    get BLAS. One allocation per chunk (padding included in its size); each part is read
+    straight into its slot."""
     parts: list[memoryview] = []
-    for start, stop in _chunks(lengths):
-        buffer = bytearray(sum(lengths[start:stop]))
-        if buffer:
-            await stream.read_into(buffer)
-        view, offset = memoryview(buffer), 0
-        for length in lengths[start:stop]:
-            parts.append(view[offset:offset + length])
-            offset += length
+    for start, stop in _chunks([padded(length) for length in lengths]):
+        for part in aligned_parts(lengths[start:stop]):
+            if part.nbytes:
+                await stream.read_into(part)
+            parts.append(part)
     return parts
 
 

@@ -4,7 +4,7 @@
 used order; when their total estimated size passes ``target`` bytes, or when the memory monitor
 asks (the process's resident memory is high), the oldest go to disk (``slow``). Reading a spilled
 key loads it back. Values are written as their pickle-5 frames, so numpy buffers go to the file
-as they are, with no pickled copy, and come back in one read.
+as they are, with no pickled copy, and come back read straight into 64-byte aligned slots.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from distml.protocol import serialize
+from distml.protocol.buffers import aligned_parts
 from distml.sizeof import sizeof
 
 logger = logging.getLogger(__name__)
@@ -120,16 +121,14 @@ class SpillBuffer(MutableMapping):
         return size
 
     def _load(self, key: str) -> Any:
-        path, lengths = self.slow.pop(key)
-        data = bytearray(sum(lengths))
+        path, lengths = self.slow[key]
+        frames = aligned_parts(lengths)  # arrays come back aligned, so they get BLAS
         with open(path, "rb") as handle:
-            handle.readinto(data)
+            for frame in frames:
+                if frame.nbytes and handle.readinto(frame) != frame.nbytes:
+                    raise OSError(f"spill file {path} of key {key!r} is truncated")
+        del self.slow[key]
         _remove(path)
-        view = memoryview(data)
-        frames, start = [], 0
-        for length in lengths:
-            frames.append(view[start:start + length])
-            start += length
         self.spilled_bytes -= self.sizes[key]
         self.unspill_count += 1
         return serialize.loads(frames)
