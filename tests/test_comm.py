@@ -430,3 +430,28 @@ def test_plain_tcp_client_cannot_talk_to_a_tls_listener(tls_contexts):
             return server.received
 
     assert run(main()) == []
+
+
+# ---------------------------------------------------------------------- alignment
+@pytest.mark.parametrize("rows", [1, 7, 1000, 200_001])
+def test_arrays_arrive_64_byte_aligned_over_tcp_after_odd_sized_frames(rows):
+    # the pickle stream and the odd byte strings before each array have odd lengths
+    rng = np.random.default_rng(rows)
+    value = [b"x" * 13, rng.standard_normal((rows, 5)), np.arange(rows % 61 + 3, dtype="u1"),
+             rng.standard_normal(rows).astype("f4"), b"y" * 4099, np.arange(rows, dtype="i8")]
+
+    async def main():
+        async with Echo() as server:
+            comm = await connect(server.listener.address, config())
+            await comm.send({"op": "data"}, [b"z" * 213, *serialize.dumps(value)])
+            _, received = await comm.recv()
+            await comm.close()
+            return received
+
+    received = run(main())
+    assert bytes(received[0]) == b"z" * 213
+    out = serialize.loads(received[1:])
+    arrays = [a for a in out if isinstance(a, np.ndarray)]
+    assert len(arrays) == 4 and out[0] == value[0] and out[4] == value[4]
+    for got, sent in zip(arrays, [v for v in value if isinstance(v, np.ndarray)]):
+        assert np.array_equal(got, sent) and got.ctypes.data % 64 == 0 and got.flags.writeable
