@@ -13,10 +13,12 @@ Backends: ``loky`` (joblib's default, 2 processes on this 2-core machine), ``thr
 ``"dask"`` backend on a ``distributed`` LocalCluster of 2 worker processes x 1 thread (used as a
 user would: no ``scatter=``), and distml's ``"distml"`` backend on a distml cluster of 2 workers
 x 1 thread. Ray's backend would join the table if ``ray`` were installed (it is not here: the
-column says so). Each backend runs each workload once untimed first (loky's processes start,
-the workers import scikit-learn), then ``--repeat`` times; the best run is reported, with every
-run in the JSON. Targets (issue 7): the forest no slower than loky; trivial calls at least
-loky's rate and at least 5x Dask's backend.
+column says so). Both clusters stay up for the whole run. Each backend runs each workload once
+untimed first (loky's processes start, the workers import scikit-learn); then the backends take
+turns, run by run (``--repeat`` times for the trivial calls, half as many for the forest), so
+that load from elsewhere on the shared machine weighs on all of them alike. The best run of each
+is reported, with every run in the JSON. Targets (issue 7): the forest no slower than loky;
+trivial calls at least loky's rate and at least 5x Dask's backend.
 
 Usage::
 
@@ -74,26 +76,21 @@ def best_of(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
 
 # ---------------------------------------------------------------------------- backends
 @contextlib.contextmanager
-def backend_context(name: str) -> Iterator[None]:
-    """Where ``Parallel(n_jobs=-1)`` runs on backend ``name``."""
-    if name in ("loky", "threading"):
-        with joblib.parallel_config(backend=name):
-            yield
-    elif name == "dask":
-        from dask.distributed import Client, LocalCluster
+def clusters(names: list[str]) -> Iterator[None]:
+    """The clusters that Dask's and distml's backends use, all up at once (idle ones cost
+    next to nothing), so that runs of different backends can alternate."""
+    with contextlib.ExitStack() as stack:
+        if "dask" in names:
+            from dask.distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster):
-            with joblib.parallel_config(backend="dask"):
-                yield
-    elif name == "distml":
-        import distml
+            cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1,
+                                                       processes=True, dashboard_address=None))
+            stack.enter_context(Client(cluster))
+        if "distml" in names:
+            import distml
 
-        with distml.Client(n_workers=2, threads_per_worker=1):
-            with joblib.parallel_config(backend="distml"):
-                yield
-    else:
-        raise ValueError(f"unknown backend {name!r}")
+            stack.enter_context(distml.Client(n_workers=2, threads_per_worker=1))
+        yield
 
 
 def unavailable(name: str) -> str | None:
@@ -104,8 +101,10 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def measure(name: str, sizes: dict[str, int], repeat: int, X: np.ndarray, y: np.ndarray,
-            probe: np.ndarray) -> dict[str, Any]:
+def measure(names: list[str], sizes: dict[str, int], repeat: int, X: np.ndarray,
+            y: np.ndarray, probe: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Every workload under every backend, the backends taking turns run by run: the machine is
+    shared, and a load that comes and goes then weighs on every backend alike."""
     calls = sizes["calls"]
 
     def run_trivial() -> list:
@@ -115,17 +114,33 @@ def measure(name: str, sizes: dict[str, int], repeat: int, X: np.ndarray, y: np.
         return RandomForestClassifier(n_estimators=sizes["trees"], n_jobs=-1,
                                       random_state=0).fit(X, y)
 
-    with backend_context(name):
-        run_trivial()  # warm-up: processes, imports
-        RandomForestClassifier(n_estimators=4, n_jobs=-1, random_state=0).fit(X[:2000],
-                                                                             y[:2000])
-        trivial_runs, results = best_of(run_trivial, repeat)
-        if results != list(range(calls)):
-            raise AssertionError(f"{name}: wrong results for the trivial calls")
-        forest_runs, forest = best_of(fit_forest, max(1, repeat // 2))
-    return {"trivial_runs_s": trivial_runs, "calls_per_s": calls / min(trivial_runs),
-            "forest_runs_s": forest_runs, "forest_s": min(forest_runs),
-            "forest_proba": forest.predict_proba(probe)}
+    out: dict[str, dict[str, Any]] = {n: {"trivial_runs_s": [], "forest_runs_s": []}
+                                      for n in names}
+    with clusters(names):
+        for name in names:  # warm-up: loky's processes, imports on the workers
+            with joblib.parallel_config(backend=name):
+                run_trivial()
+                RandomForestClassifier(n_estimators=4, n_jobs=-1, random_state=0).fit(
+                    X[:2000], y[:2000])
+        for _ in range(repeat):
+            for name in names:
+                with joblib.parallel_config(backend=name):
+                    times, results = best_of(run_trivial, 1)
+                if results != list(range(calls)):
+                    raise AssertionError(f"{name}: wrong results for the trivial calls")
+                out[name]["trivial_runs_s"] += times
+        for _ in range(max(1, repeat // 2)):
+            for name in names:
+                with joblib.parallel_config(backend=name):
+                    times, forest = best_of(fit_forest, 1)
+                out[name]["forest_runs_s"] += times
+                out[name]["forest_proba"] = forest.predict_proba(probe)
+        print({n: f"{calls / min(r['trivial_runs_s']):,.0f} calls/s, forest "
+                  f"{min(r['forest_runs_s']):.2f} s" for n, r in out.items()}, flush=True)
+    for res in out.values():
+        res["calls_per_s"] = calls / min(res["trivial_runs_s"])
+        res["forest_s"] = min(res["forest_runs_s"])
+    return out
 
 
 # ---------------------------------------------------------------------------- report
@@ -187,16 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     X, y = make_classification(n_samples=sizes["samples"], n_features=20, random_state=0)
     probe = X[:500]
     results: dict[str, dict[str, Any]] = {}
+    runnable = []
     for name in args.only or BACKENDS:
         reason = unavailable(name)
         if reason:
             results[name] = {"note": f"not run ({reason})"}
             print(f"{name}: {reason}", flush=True)
-            continue
-        print(f"{name} ...", flush=True)
-        results[name] = measure(name, sizes, repeat, X, y, probe)
-        print(f"{name}: {results[name]['calls_per_s']:,.0f} calls/s, forest "
-              f"{results[name]['forest_s']:.2f} s", flush=True)
+        else:
+            runnable.append(name)
+    results.update(measure(runnable, sizes, repeat, X, y, probe))
     if "loky" in results and "forest_proba" in results["loky"]:
         for name, res in results.items():
             if "forest_proba" in res:
