@@ -61,6 +61,9 @@ class Config:
     max_tasks_per_thread: int = 1000
     #: Duration assumed for a task whose kind has never run, in seconds.
     unknown_task_duration: float = 0.5
+    #: Bytes per second assumed for moving a result between workers, when the scheduler weighs
+    #: where a task runs (and whether to steal it) against the time its inputs take to move.
+    transfer_bandwidth: float = 100e6
     #: Results up to this size (pickled) travel with the completion message to the clients that
     #: want them, saving a fetch from the worker.
     inline_result_bytes: int = 16 * 1024

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -223,6 +224,75 @@ def test_stealing_moves_unstarted_work_to_an_idle_worker():
     assert computes(out, other) == [stolen[0]]
     out = s.steal_response(holder, stolen[-1], False) if len(stolen) > 1 else {}
     assert all(s.tasks[k].state == PROCESSING for k in stolen)
+
+
+MB40 = 40 * 10**6
+
+
+def _holder_with_backlog(block_bytes, backlog, duration=None):
+    """Worker A holds ``block`` and has ``backlog`` tasks over it queued (of a kind measured at
+    ``duration`` seconds, or never measured); B joins idle afterwards."""
+    s = new_state(A)
+    s.update_graph(C, {"block": spec()}, ["block"])
+    s.task_finished(A, "block", block_bytes, 0.01)
+    kind = "fit" if duration is None else "busy"
+    if duration is not None:
+        s.durations[kind] = duration
+    s.update_graph(C, {f"{kind}-{i}": spec("block") for i in range(backlog)},
+                   [f"{kind}-{i}" for i in range(backlog)])
+    s.add_worker(B, 1)
+    return s
+
+
+def _placed_on(s, key):
+    out = s.update_graph(C, {key: spec("block")}, [key])
+    return [w for w in (A, B) if key in computes(out, w)]
+
+
+def test_alias_of_a_large_block_stays_on_the_busier_holder():
+    # Moving 40 MB (0.4 s at 100 MB/s) does not pay for a 0.6 s measured wait ...
+    assert _placed_on(_holder_with_backlog(MB40, 1, duration=0.6), "alias-1") == [A]
+    # ... nor for a backlog whose length is only the default guess for an unknown kind.
+    assert _placed_on(_holder_with_backlog(MB40, 4), "alias-2") == [A]
+
+
+def test_large_block_moves_for_a_long_measured_backlog():
+    assert _placed_on(_holder_with_backlog(MB40, 5, duration=1.0), "alias-1") == [B]
+
+
+def test_task_with_tiny_input_goes_to_the_idle_worker():
+    assert _placed_on(_holder_with_backlog(1000, 1, duration=0.6), "use-1") == [B]
+    assert _placed_on(_holder_with_backlog(1000, 4), "use-2") == [B]
+
+
+def test_placement_ties_break_by_address():
+    s = new_state(B, A)  # A joins last but sorts first
+    s.scatter(C, {"x": [A, B]}, {"x": 10})
+    out = s.update_graph(C, {"use": spec("x")}, ["use"])
+    assert computes(out, A) == ["use"]
+
+
+def test_first_measurement_replaces_the_guess_for_queued_tasks():
+    s = _holder_with_backlog(MB40, 4)
+    assert s.workers[A].occupancy == 4 * Config().unknown_task_duration
+    s.task_finished(A, "fit-0", 8, 0.01)
+    assert abs(s.workers[A].occupancy - 3 * s.durations["fit"]) < 1e-12
+    assert set(s.workers[A].processing.values()) == {s.durations["fit"]}
+
+
+def test_tasks_over_large_inputs_are_not_stolen():
+    s = _holder_with_backlog(MB40, 6, duration=1.0)  # 0.4 s transfer for 1 s of work
+    assert s.workers[A].busy_threads() == 6
+    assert ops(s.balance(), A, "steal") == []
+    s = _holder_with_backlog(MB40, 6)  # duration unknown: no evidence that moving pays
+    assert ops(s.balance(), A, "steal") == []
+    s = _holder_with_backlog(MB40, 6, duration=10.0)  # transfer small against the run time
+    assert ops(s.balance(), A, "steal")
+
+
+def test_bandwidth_must_be_positive():
+    with pytest.raises(ValueError, match="transfer_bandwidth"):
+        SchedulerState(Config(transfer_bandwidth=0))
 
 
 def test_story_records_causes():

@@ -14,8 +14,6 @@ FORGOTTEN = "forgotten"
 
 #: Cost assumed per task on top of its measured run time (messaging, bookkeeping), in seconds.
 TASK_OVERHEAD = 1e-4
-#: Bytes per second assumed between workers when weighing data locality against load.
-BANDWIDTH = 100e6
 
 Outbox = dict[str, list[dict[str, Any]]]
 

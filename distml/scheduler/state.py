@@ -23,9 +23,11 @@ from typing import Any, Iterable, Iterator
 
 from distml.config import Config
 
-from distml.scheduler.model import (BANDWIDTH, ERRED, FORGOTTEN, MEMORY, PROCESSING, QUEUED,
-                                    RELEASED, TASK_OVERHEAD, WAITING, ClientState, Outbox,
-                                    TaskState, WorkerState, key_prefix)
+from distml.scheduler.model import (ERRED, FORGOTTEN, MEMORY, PROCESSING, QUEUED, RELEASED,
+                                    TASK_OVERHEAD, WAITING, ClientState, Outbox, TaskState,
+                                    WorkerState, key_prefix)
+from distml.scheduler.placement import (decide_worker, expected_wait, transfer_time,
+                                        worth_stealing)
 
 
 class SchedulerState:
@@ -33,6 +35,9 @@ class SchedulerState:
 
     def __init__(self, config: Config | None = None):
         self.config = config or Config()
+        if not self.config.transfer_bandwidth > 0:
+            raise ValueError(f"transfer_bandwidth must be a positive number of bytes per second, "
+                             f"got {self.config.transfer_bandwidth!r}")
         self.tasks: dict[str, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
         self.clients: dict[str, ClientState] = {}
@@ -47,6 +52,9 @@ class SchedulerState:
         self._unclaimed_marked: set[str] = set()
         #: Processing tasks that seceded at some point (their run time includes waiting).
         self._seceded: set[TaskState] = set()
+        #: Worker -> the part of its occupancy that is the default guess for task kinds that
+        #: never finished yet (see :meth:`_expected_wait`).
+        self._guessed: dict[WorkerState, float] = defaultdict(float)
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
@@ -331,6 +339,8 @@ class SchedulerState:
             old = self.durations.get(ts.prefix)
             measured = duration + TASK_OVERHEAD
             self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
+            if old is None:
+                self._replace_guesses(ts.prefix)
         self._arrived(ts, ws, nbytes, value)
         return self._flush()
 
@@ -353,6 +363,7 @@ class SchedulerState:
                 and ts.processing_on is ws and ts not in ws.long_running:
             ws.long_running.add(ts)
             self._seceded.add(ts)
+            self._forget_estimate(ts, ws, ws.processing[ts])
             ws.occupancy = max(0.0, ws.occupancy - ws.processing[ts])
             ws.processing[ts] = 0.0
         return self._flush()
@@ -450,11 +461,11 @@ class SchedulerState:
                              key=lambda t: t.priority, reverse=True)
             surplus = victim.busy_threads() - victim.nthreads
             for ts in movable[:surplus]:
-                thief = min(planned, key=lambda w: planned[w] / w.nthreads)
+                thief = min(planned, key=lambda w: (planned[w] / w.nthreads, w.address))
                 estimate = victim.processing[ts]
-                transfer = sum(d.nbytes for d in ts.dependencies if thief not in d.who_has)
-                if estimate < 2 * transfer / BANDWIDTH or planned[thief] / thief.nthreads >= (
-                        victim.load() - estimate):
+                transfer = transfer_time(ts, thief, self.config.transfer_bandwidth)
+                if not worth_stealing(ts.prefix in self.durations, estimate, transfer) or (
+                        planned[thief] / thief.nthreads + transfer >= victim.load() - estimate):
                     continue
                 ts.stealing_to = thief
                 planned[thief] += estimate
@@ -542,6 +553,29 @@ class SchedulerState:
             else:
                 self._ready(ts)
 
+    # ------------------------------------------------------------------ placement
+    def _expected_wait(self, ws: WorkerState) -> float:
+        return expected_wait(ws, self._guessed.get(ws, 0.0), self.config.unknown_task_duration)
+
+    def _forget_estimate(self, ts: TaskState, ws: WorkerState, estimate: float) -> None:
+        """``ts`` no longer counts ``estimate`` on ``ws``: drop it from the guessed share."""
+        if ts.prefix not in self.durations and ws in self._guessed:
+            self._guessed[ws] = max(0.0, self._guessed[ws] - estimate)
+
+    def _replace_guesses(self, prefix: str) -> None:
+        """``prefix`` just got its first measured duration: tasks of that kind already sent to
+        workers count at the measurement from now on instead of the default guess."""
+        measured = self.durations[prefix]
+        for ws in self.workers.values():
+            replaced = 0.0
+            for t, estimate in ws.processing.items():
+                if t.prefix == prefix and t not in ws.long_running:
+                    ws.processing[t] = measured
+                    ws.occupancy = max(0.0, ws.occupancy + measured - estimate)
+                    replaced += estimate
+            if replaced and ws in self._guessed:
+                self._guessed[ws] = max(0.0, self._guessed[ws] - replaced)
+
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task on a worker, or queue it for one."""
         if ts.dependencies:
@@ -553,22 +587,9 @@ class SchedulerState:
         heapq.heappush(self._queue, (ts.priority, next(self._queue_counter), ts))
 
     def _decide_worker(self, ts: TaskState) -> WorkerState | None:
-        """The worker where the task starts soonest: queued work plus time to fetch inputs."""
-        if not self.workers:
-            return None
-        candidates: Iterable[WorkerState] = self.workers.values()
-        if len(self.workers) > 32:
-            holders = {ws for d in ts.dependencies for ws in d.who_has}
-            candidates = holders or candidates
-        best, best_cost = None, float("inf")
-        for ws in candidates:
-            if ws.paused:
-                continue
-            transfer = sum(d.nbytes for d in ts.dependencies if ws not in d.who_has)
-            cost = ws.load() + transfer / BANDWIDTH
-            if cost < best_cost:
-                best, best_cost = ws, cost
-        return best
+        """Where a task with inputs runs (see :func:`placement.decide_worker`)."""
+        return decide_worker(ts, self.workers.values(), self._expected_wait,
+                             self.config.transfer_bandwidth)
 
     def _dispatch(self) -> None:
         """Hand queued tasks to workers with room, highest priority first."""
@@ -599,6 +620,8 @@ class SchedulerState:
         estimate = self._estimate(ts)
         ws.processing[ts] = estimate
         ws.occupancy += estimate
+        if ts.prefix not in self.durations:
+            self._guessed[ws] += estimate
         ts.processing_on = ws
         self._transition(ts, PROCESSING)
         self._send(ws.address, {
@@ -614,8 +637,10 @@ class SchedulerState:
             ws.long_running.discard(ts)
             self._seceded.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - estimate)
+            self._forget_estimate(ts, ws, estimate)
             if not ws.processing:
                 ws.occupancy = 0.0
+                self._guessed.pop(ws, None)
         ts.processing_on = None
         ts.stealing_to = None
         ts.started = False

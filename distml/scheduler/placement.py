@@ -1,0 +1,70 @@
+"""Where a ready task runs, and whether a queued one may be stolen: data locality against load.
+
+Pure functions of the scheduler's records (no clock, no I/O). Moving a task's inputs costs
+``bytes / bandwidth`` seconds for certain, plus memory on both sides; the wait it avoids is an
+estimate built from measured durations of each task kind (or a default guess for kinds that
+never finished). So a task stays with its inputs unless leaving clearly pays, and stealing
+only moves tasks whose measured run time dwarfs the transfer (the idea behind Dask's
+``worker_objective`` and its stealing cost multiplier, tuned more conservatively here).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from distml.scheduler.model import TaskState, WorkerState
+
+#: A task leaves the workers holding its inputs only if waiting there would take longer than
+#: this many times the estimated transfer.
+TRANSFER_MARGIN = 2.0
+#: Stealing leaves a task where it is when moving its inputs would take more than this
+#: fraction of its measured run time (transfer time versus compute time).
+STEAL_MAX_TRANSFER_FRACTION = 0.25
+#: Beyond this many workers only holders of a task's inputs are considered (placement stays
+#: cheap on big clusters; stealing spreads the work).
+HOLDERS_ONLY_ABOVE = 32
+
+
+def transfer_time(ts: TaskState, ws: WorkerState, bandwidth: float) -> float:
+    """Seconds to bring the inputs of ``ts`` that ``ws`` lacks to ``ws``."""
+    return sum(d.nbytes for d in ts.dependencies if ws not in d.who_has) / bandwidth
+
+
+def expected_wait(ws: WorkerState, guessed: float, unknown_duration: float) -> float:
+    """Seconds before a task sent to ``ws`` now would start: none while a thread is free, else
+    its estimated work per thread. ``guessed`` is the part of that work estimated by the
+    default guess; at most one guess of it counts, since a backlog of guesses is not evidence
+    enough to move data for (stealing corrects once real durations are known)."""
+    if ws.busy_threads() < ws.nthreads:
+        return 0.0
+    guessed = min(guessed, ws.occupancy)
+    return (ws.occupancy - guessed + min(guessed, unknown_duration)) / ws.nthreads
+
+
+def decide_worker(ts: TaskState, workers: Iterable[WorkerState],
+                  wait: Callable[[WorkerState], float], bandwidth: float) -> WorkerState | None:
+    """The worker for ``ts`` (which has inputs) among the unpaused ``workers``: the holder of
+    its inputs that starts it soonest counting the fetch of what it lacks, unless a worker
+    holding none starts it sooner even with its transfer counted ``TRANSFER_MARGIN`` times.
+    Ties go to the less loaded worker, then the lower address."""
+    def cost(ws: WorkerState, margin: float = 1.0) -> tuple:
+        return (wait(ws) + margin * transfer_time(ts, ws, bandwidth), ws.load(), ws.address)
+
+    workers = [ws for ws in workers if not ws.paused]
+    holders = {ws for d in ts.dependencies for ws in d.who_has if not ws.paused}
+    local = min(holders, key=cost, default=None)
+    if local is not None and (wait(local) == 0 or len(workers) > HOLDERS_ONLY_ABOVE):
+        return local  # a free thread next to the data (or too many workers to scan)
+    away = min((ws for ws in workers if ws not in holders),
+               key=lambda ws: cost(ws, TRANSFER_MARGIN), default=None)
+    if local is None or away is None:
+        return local or away
+    return away if cost(away, TRANSFER_MARGIN) < cost(local) else local
+
+
+def worth_stealing(measured: bool, estimate: float, transfer: float) -> bool:
+    """Whether a queued task with run time ``estimate`` (``measured`` or guessed) may move to a
+    worker that needs ``transfer`` seconds to fetch its inputs."""
+    if transfer == 0:
+        return True
+    return measured and transfer <= STEAL_MAX_TRANSFER_FRACTION * estimate
