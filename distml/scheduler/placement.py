@@ -10,7 +10,7 @@ only moves tasks whose measured run time dwarfs the transfer (the idea behind Da
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Collection
 
 from distml.scheduler.model import TaskState, WorkerState
 
@@ -41,25 +41,45 @@ def expected_wait(ws: WorkerState, guessed: float, unknown_duration: float) -> f
     return (ws.occupancy - guessed + min(guessed, unknown_duration)) / ws.nthreads
 
 
-def decide_worker(ts: TaskState, workers: Iterable[WorkerState],
-                  wait: Callable[[WorkerState], float], bandwidth: float) -> WorkerState | None:
+def decide_worker(ts: TaskState, workers: Collection[WorkerState], guessed: dict,
+                  unknown_duration: float, bandwidth: float) -> WorkerState | None:
     """The worker for ``ts`` (which has inputs) among the unpaused ``workers``: the holder of
     its inputs that starts it soonest counting the fetch of what it lacks, unless a worker
     holding none starts it sooner even with its transfer counted ``TRANSFER_MARGIN`` times.
-    Ties go to the less loaded worker, then the lower address."""
-    def cost(ws: WorkerState, margin: float = 1.0) -> tuple:
-        return (wait(ws) + margin * transfer_time(ts, ws, bandwidth), ws.load(), ws.address)
-
-    workers = [ws for ws in workers if not ws.paused]
-    holders = {ws for d in ts.dependencies for ws in d.who_has if not ws.paused}
-    local = min(holders, key=cost, default=None)
-    if local is not None and (wait(local) == 0 or len(workers) > HOLDERS_ONLY_ABOVE):
-        return local  # a free thread next to the data (or too many workers to scan)
-    away = min((ws for ws in workers if ws not in holders),
-               key=lambda ws: cost(ws, TRANSFER_MARGIN), default=None)
+    Ties go to a holder, then to the less loaded worker, then the lower address. ``guessed``
+    maps workers to the part of their occupancy that is the default guess (see
+    :func:`expected_wait`)."""
+    deps = ts.dependencies
+    holders: set[WorkerState] = set()
+    for d in deps:
+        holders.update(d.who_has)
+    local, local_cost = None, None
+    for ws in holders:
+        if ws.paused:
+            continue
+        wait = expected_wait(ws, guessed.get(ws, 0.0), unknown_duration)
+        fetch = transfer_time(ts, ws, bandwidth) if len(deps) > 1 else 0.0
+        cost = (wait + fetch, ws.load(), ws.address)
+        if local_cost is None or cost < local_cost:
+            local, local_cost = ws, cost
+    if local is not None and local_cost[0] == 0.0:
+        return local  # a free thread next to all the data: nothing can start it sooner
+    if local is not None and len(workers) > HOLDERS_ONLY_ABOVE:
+        return local  # too many workers to scan: stealing spreads the work
+    if local is not None and \
+            local_cost[0] <= TRANSFER_MARGIN * sum(d.nbytes for d in deps) / bandwidth:
+        return local  # moving everything elsewhere takes longer than waiting here
+    away, away_cost = None, None
+    for ws in workers:
+        if ws.paused or ws in holders:
+            continue
+        wait = expected_wait(ws, guessed.get(ws, 0.0), unknown_duration)
+        cost = (wait + TRANSFER_MARGIN * transfer_time(ts, ws, bandwidth), ws.load(), ws.address)
+        if away_cost is None or cost < away_cost:
+            away, away_cost = ws, cost
     if local is None or away is None:
         return local or away
-    return away if cost(away, TRANSFER_MARGIN) < cost(local) else local
+    return away if away_cost[0] < local_cost[0] else local
 
 
 def worth_stealing(measured: bool, estimate: float, transfer: float) -> bool:

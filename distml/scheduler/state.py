@@ -26,8 +26,7 @@ from distml.config import Config
 from distml.scheduler.model import (ERRED, FORGOTTEN, MEMORY, PROCESSING, QUEUED, RELEASED,
                                     TASK_OVERHEAD, WAITING, ClientState, Outbox, TaskState,
                                     WorkerState, key_prefix)
-from distml.scheduler.placement import (decide_worker, expected_wait, transfer_time,
-                                        worth_stealing)
+from distml.scheduler.placement import decide_worker, transfer_time, worth_stealing
 
 
 class SchedulerState:
@@ -53,7 +52,7 @@ class SchedulerState:
         #: Processing tasks that seceded at some point (their run time includes waiting).
         self._seceded: set[TaskState] = set()
         #: Worker -> the part of its occupancy that is the default guess for task kinds that
-        #: never finished yet (see :meth:`_expected_wait`).
+        #: never finished yet (see :func:`placement.expected_wait`).
         self._guessed: dict[WorkerState, float] = defaultdict(float)
         self._out: Outbox = defaultdict(list)
         self._holding = 0
@@ -554,9 +553,6 @@ class SchedulerState:
                 self._ready(ts)
 
     # ------------------------------------------------------------------ placement
-    def _expected_wait(self, ws: WorkerState) -> float:
-        return expected_wait(ws, self._guessed.get(ws, 0.0), self.config.unknown_task_duration)
-
     def _forget_estimate(self, ts: TaskState, ws: WorkerState, estimate: float) -> None:
         """``ts`` no longer counts ``estimate`` on ``ws``: drop it from the guessed share."""
         if ts.prefix not in self.durations and ws in self._guessed:
@@ -588,8 +584,8 @@ class SchedulerState:
 
     def _decide_worker(self, ts: TaskState) -> WorkerState | None:
         """Where a task with inputs runs (see :func:`placement.decide_worker`)."""
-        return decide_worker(ts, self.workers.values(), self._expected_wait,
-                             self.config.transfer_bandwidth)
+        return decide_worker(ts, self.workers.values(), self._guessed,
+                             self.config.unknown_task_duration, self.config.transfer_bandwidth)
 
     def _dispatch(self) -> None:
         """Hand queued tasks to workers with room, highest priority first."""
