@@ -84,3 +84,17 @@ def test_task_past_the_memory_limit_fails_clearly_and_the_cluster_recovers():
         assert cluster.supervisors[0].restarts == 2
         assert client.submit(block_sum, client.submit(make_block, 3, 1)).result() == \
             3.0 * (2**20 // 8)
+
+
+def test_task_that_ends_its_worker_at_once_fails_instead_of_hanging():
+    """It dies before its worker can report that it started; it must still count."""
+    import os
+
+    from distml import Config, WorkerDiedError
+    config = Config.load(allowed_failures=1)
+    with LocalCluster(n_workers=1, config=config) as cluster, Client(cluster) as client:
+        with pytest.raises(WorkerDiedError, match="exited with code 3"):
+            client.submit(os._exit, 3).result(timeout=60)
+        cluster.wait_for_workers(1)
+        assert client.submit(block_sum, client.submit(make_block, 2, 1)).result() == \
+            2.0 * (2**20 // 8)

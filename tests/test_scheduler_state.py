@@ -182,6 +182,17 @@ def test_only_tasks_that_started_count_against_a_dead_worker():
     assert sorted(computes(out, B)) == ["t-1", "t-2"]
 
 
+def test_a_worker_that_dies_before_reporting_a_start_blames_the_head_of_its_queue():
+    """A task that ends its process at once never gets to say it started."""
+    s = new_state(A, allowed_failures=0)
+    s.durations["t"] = 1e-4
+    s.update_graph(C, {f"t-{i}": spec(prio=i) for i in range(3)}, [f"t-{i}" for i in range(3)])
+    s.add_worker(B, 1)
+    out = s.remove_worker(A, "exit code 1")
+    assert [m["key"] for m in ops(out, C, "key-erred")] == ["t-0"]  # first in A's queue
+    assert sorted(computes(out, B)) == ["t-1", "t-2"]
+
+
 def test_lost_scattered_data_is_reported_not_waited_for():
     s = new_state(A)
     s.scatter(C, {"d": [A]}, {"d": 8})

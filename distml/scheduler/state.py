@@ -295,10 +295,14 @@ class SchedulerState:
                 lost.append(ts)
         ws.has_what.clear()
         self._lose_data(lost, f"its only holder {address} died ({reason or 'unknown cause'})")
+        suspects = {ts for ts in ws.processing if ts.started}
+        if not suspects and ws.processing:
+            # It died before saying what it had begun (a task that ends its process at once
+            # does that): the tasks first in its queue are the ones it was running.
+            suspects = set(sorted(ws.processing, key=lambda t: t.priority)[:ws.nthreads])
         for ts in list(ws.processing):
-            started = ts.started
             self._stop_processing(ts)
-            if not started:  # only queued there: not a suspect
+            if ts not in suspects:  # only queued there: not a suspect
                 self._transition(ts, RELEASED)
                 self._ensure_computing(ts)
                 continue
