@@ -11,6 +11,8 @@ models with few calls each to a few models trained to ``max_iter`` calls.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import math
 import numbers
 import queue
@@ -163,7 +165,7 @@ def _best_has(attr: str) -> Callable[[Any], bool]:
     return lambda self: hasattr(getattr(self, "best_estimator_", self.estimator), attr)
 
 
-class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator):
+class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
     """What both adaptive searches share: data placement, training rungs, results."""
 
     def _set_common(self, estimator: Any, parameters: Any, max_iter: Any, aggressiveness: int,
@@ -177,8 +179,9 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.scoring = scoring
 
+    @abstractmethod
     def _brackets(self, n_params: int) -> list[tuple[int, int]]:
-        raise NotImplementedError  # (n_models, first rung's calls) per bracket, per search
+        """(n_models, first rung's calls) per bracket: each search defines its own."""
 
     def _max_iter(self) -> int | None:
         return self.max_iter

@@ -11,6 +11,8 @@ searched with folds along block boundaries (:mod:`._chunked`).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import logging
 import os
 import time
@@ -56,15 +58,16 @@ def data_token(*arrays: Any) -> str:
     return h.hexdigest()
 
 
-class _DistributedSearch:
+class _DistributedSearch(metaclass=ABCMeta):
     """The ``fit`` shared by the searches: scikit-learn's bookkeeping, distml's evaluation."""
 
     checkpoint: Any
     progress: Any
     wave_size: Any
 
+    @abstractmethod
     def _candidates(self) -> list[dict]:
-        raise NotImplementedError  # each search class defines its candidates
+        """Each search class defines its candidates."""
 
     def fit(self, X: Any, y: Any = None, **params: Any) -> Any:
         """Evaluate every candidate on every fold, then refit the best one (see scikit-learn's
