@@ -102,6 +102,34 @@ def test_progress_on_persisted_collection(client):
         distml.progress(42)
 
 
+def slow_block(block):
+    import time
+    time.sleep(0.05)
+    return block * 2
+
+
+def test_compute_shows_a_bar_over_the_graphs_tasks_on_a_terminal(client, monkeypatch):
+    import distml.array as da
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.delenv("DISTML_PROGRESS", raising=False)
+    x = da.from_array(np.arange(400.0), chunks=10).map_blocks(slow_block)
+    total = x.sum()
+    tasks = len(dict(total.__distml_graph__()))
+    assert float(client.compute(total, sync=True)) == float(np.arange(400.0).sum() * 2)
+    text = terminal.getvalue()
+    assert "compute" in text and f"{tasks}/{tasks}" in text
+    # the poll saw the graph part-way: some update drew a count between 0 and the total
+    counts = [int(m) for m in __import__("re").findall(r"(\d+)/" + str(tasks), text)]
+    assert any(0 < c < tasks for c in counts), text[-500:]
+    assert client.run(lambda: 1)  # the cluster is left as it was
+    monkeypatch.setattr(client, "config", client.config.replace(progress=False))
+    before = len(terminal.getvalue())
+    assert float(client.compute(total, sync=True)) == float(np.arange(400.0).sum() * 2)
+    assert len(terminal.getvalue()) == before  # switched off: nothing drawn
+
+
 # ---------------------------------------------------------------------- activities
 def test_report_activity_reaches_the_scheduler(cluster, client):
     board = cluster.scheduler.recorder.activities

@@ -23,6 +23,7 @@ from distml.client.future import (CANCELLED, ERROR, FINISHED, LOST, Future, Futu
                                   wait)
 from distml.comm import Comm, connect
 from distml.config import Config
+from distml.diagnostics.progress import GraphProgress
 from distml.errors import CommClosedError, DistmlError, KeyLostError, ProtocolError, TimeoutError
 from distml.loop import shared_loop
 from distml.pool import ConnectionPool
@@ -382,8 +383,9 @@ class Client:
         futures = self._submit_graph(dsk, keys)
         return self.gather(futures, timeout=timeout)
 
-    def _submit_graph(self, dsk: Mapping, keys: Any) -> Any:
-        """Submit ``dsk`` and return futures shaped like ``keys``.
+    def _submit_graph(self, dsk: Mapping, keys: Any, submitted: list | None = None) -> Any:
+        """Submit ``dsk`` and return futures shaped like ``keys`` (the keys of the tasks sent
+        are added to ``submitted``, when given).
 
         Futures may stand in the graph: as arguments (their values are used) or as the value of
         their own key (a result already on the cluster, as in a persisted collection)."""
@@ -410,6 +412,8 @@ class Client:
             task, _ = tasks[k]
             specs[k] = {"payload": self._codec.dumps(task.func, task.args, task.kwargs),
                         "deps": sorted(deps[k]), "prio": priorities[k]}
+        if submitted is not None:
+            submitted.extend(specs)
         flat = self._submit_tasks(specs, wanted)
         by_key = dict(zip(wanted, flat))
         return _shape_like(keys, lambda k: by_key[graph.wire_key(k)])
@@ -421,12 +425,14 @@ class Client:
         or the values themselves with ``sync=True``."""
         single = not isinstance(collections, (list, tuple))
         items = [collections] if single else list(collections)
+        submitted: list[str] = []
         futures = [self.submit(_finalize, item.__distml_finalize__,
                                self._submit_graph(item.__distml_graph__(),
-                                                  item.__distml_keys__()))
+                                                  item.__distml_keys__(), submitted))
                    if hasattr(item, "__distml_graph__") else item for item in items]
-        if sync:
-            futures = self.gather(futures, timeout=timeout)
+        if sync:  # a bar over the graph's tasks on an interactive terminal
+            with GraphProgress(self, submitted):
+                futures = self.gather(futures, timeout=timeout)
         return futures[0] if single else futures
 
     def persist(self, collections: Any) -> Any:

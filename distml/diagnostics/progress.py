@@ -143,3 +143,45 @@ def progress(futures_or_collection: Any, desc: str = "distml", disable: bool | N
             future.add_done_callback(finished)
         wait(futures, timeout=timeout)
     return futures_or_collection
+
+
+class GraphProgress:
+    """A bar over the tasks of a submitted graph while the caller waits for its results; a
+    context manager. A thread asks the scheduler, a few times a second, which of the tasks are
+    still to run (only those are sent again). Nothing runs where no bar would be shown."""
+
+    def __init__(self, client: Any, keys: list[str], desc: str = "compute",
+                 interval: float = 0.25, disable: bool | None = None):
+        self.client = client
+        self.pending = list(keys)
+        self.interval = interval
+        if disable is None:
+            disable = not progress_enabled(client.config)
+        self.bar = ProgressBar(len(self.pending), desc, disable=disable)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "GraphProgress":
+        if not self.bar.disabled and self.pending:
+            self._thread = threading.Thread(target=self._poll, name="distml-progress",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while self.pending and not self._stop.wait(self.interval):
+            try:
+                still = self.client._sync(self.client._request(
+                    {"op": "pending", "keys": self.pending}), self.client.timeout)
+            except Exception:  # noqa: BLE001 - a bar must never break the computation
+                return
+            self.bar.update(len(self.pending) - len(still))
+            self.pending = still
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if exc_type is None:
+            self.bar.update(self.bar.total - self.bar.n)  # gathered: every task ran
+        self.bar.close()

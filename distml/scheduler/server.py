@@ -49,6 +49,7 @@ CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "scatter": (("who_has", dict), ("nbytes", dict)),
     "who-has": (_KEYS, ("id", int)),
     "story": (_KEYS, ("id", int)),
+    "pending": (_KEYS, ("id", int)),
     "info": (("id", int),),
     "heartbeat": (),
     "activity": (("name", str),),
@@ -388,7 +389,7 @@ class Scheduler:
             self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"])
         elif op == "activity":
             self.recorder.activities.update(client_id, msg)
-        elif op in ("who-has", "story", "info", "history", "dump-state"):
+        elif op in ("who-has", "story", "pending", "info", "history", "dump-state"):
             self.streams[client_id].send({"op": "reply", "id": msg["id"],
                                           "result": self._query(op, msg)})
 
@@ -397,6 +398,8 @@ class Scheduler:
             return self.state.who_has(msg["keys"])
         if op == "story":
             return [list(entry) for entry in self.state.story(msg["keys"])]
+        if op == "pending":
+            return self.state.pending(msg["keys"])
         if op == "history":
             return self.recorder.history(msg["since"])
         if op == "dump-state":

@@ -501,6 +501,11 @@ class SchedulerState:
             out[key] = [ws.address for ws in ts.who_has] if ts is not None else []
         return out
 
+    def pending(self, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` still to run: waiting, queued or processing (for progress bars)."""
+        return [key for key in keys if (ts := self.tasks.get(key)) is not None
+                and ts.state in (WAITING, QUEUED, PROCESSING)]
+
     def story(self, keys: Iterable[str]) -> list[tuple[str, str, str, str]]:
         """Every recorded transition of ``keys``: (key, from, to, stimulus)."""
         wanted = set(keys)
