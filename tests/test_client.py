@@ -266,3 +266,25 @@ def test_futures_collected_by_gc_inside_the_client_do_not_deadlock(client):
     finally:
         gc.set_threshold(*threshold)
         gc.collect()
+
+
+def nap(x, delay):
+    import time
+    time.sleep(delay)
+    return x
+
+
+def test_heartbeats_count_only_tasks_in_threads(cluster, client):
+    """A worker queues a task ahead of each thread; it is not running until a thread takes it."""
+    futures = client.map(nap, range(8), delay=0.4)
+    workers = cluster.scheduler.state.workers.values()
+    seen = []
+
+    def sampled() -> bool:
+        seen.extend(ws.metrics.get("executing", 0) for ws in workers)
+        return any(seen)
+
+    wait_until(sampled, timeout=20, what=lambda: f"a heartbeat while tasks run: {seen}")
+    assert max(seen) <= 1  # one thread per worker
+    client.gather(futures)
+    del futures

@@ -66,6 +66,11 @@ class TaskRunner:
         threading.Thread(target=self._work, name=f"distml-task-{next(self._names)}",
                          daemon=True).start()
 
+    def running(self) -> int:
+        """Tasks in a thread right now (the state machine also counts those queued ahead)."""
+        with self._interrupt_lock:
+            return len(self._running)
+
     def submit(self, key: str, payload: list, inputs: dict[str, Any]) -> None:
         self._queue.put((key, payload, inputs))
 

@@ -351,7 +351,7 @@ class Worker:
     async def _heartbeat(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.config.heartbeat_interval)
-            self.stream.send({"op": "heartbeat", "executing": len(self.state.executing),
+            self.stream.send({"op": "heartbeat", "executing": self.runner.running(),
                               **self.memory_report()})
 
     def memory_report(self) -> dict[str, int]:
