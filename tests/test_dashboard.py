@@ -170,8 +170,13 @@ def test_json_api_reports_workers_tasks_stream_and_activities(dashboard, cluster
         wait_until(ready, timeout=15, what=lambda: f"{path}: {result.get('data')}")
         return result["data"]
 
-    tasks = fresh("/api/v1/tasks", lambda d: any(
-        p["prefix"] == "dash-fail" and p["erred"] == 3 for p in d["prefixes"]))
+    def settled(d):
+        """Both batches finished in the snapshot (they run side by side, in any order)."""
+        rows = {p["prefix"]: p for p in d["prefixes"]}
+        return (rows.get("dash-fail", {}).get("erred") == 3
+                and rows.get("dash-inc", {}).get("done") == 50)
+
+    tasks = fresh("/api/v1/tasks", settled)
     rows = {p["prefix"]: p for p in tasks["prefixes"]}
     assert rows["dash-inc"]["total"] == rows["dash-inc"]["done"] == 50
     assert rows["dash-fail"]["erred"] == 3 and rows["dash-fail"]["done"] == 0
