@@ -31,19 +31,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
-_threads_limited = False
-
-
-def _on_worker(func: Callable, *args: Any) -> Any:
-    """Run ``func`` with BLAS and OpenMP limited to one thread (set once per process): the
-    worker's task threads are the parallelism, as in scikit-learn's process pool; without the
-    limit, scikit-learn's OpenMP loss functions in two workers on two cores oversubscribe."""
-    global _threads_limited
-    if not _threads_limited:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=1)
-        _threads_limited = True
-    return func(*args)
+from distml.estimators.model_selection._task_env import on_worker as _on_worker
 
 __all__ = ["Failure", "FoldData", "Node", "SearchPlan", "Stage", "reissue"]
 

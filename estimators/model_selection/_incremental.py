@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 
 from distml.estimators._data import as_chunked, is_chunked
-from distml.estimators.model_selection._graph import _on_worker
+from distml.estimators.model_selection._task_env import on_worker as _on_worker
 from distml.estimators.model_selection._split import train_test_split
 
 __all__ = ["HyperbandSearchCV", "SuccessiveHalvingSearchCV"]
