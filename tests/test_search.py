@@ -270,3 +270,17 @@ def test_progress_counts_candidate_folds(client, digits, monkeypatch):
     GridSearchCV(SVC(), {"C": [0.5, 1.0, 2.0]}, cv=2).fit(X, y)
     assert len(made) == 1 and made[0].total == 6 and made[0].done == 6
     assert made[0]._bar is not None and made[0]._bar.n == 6
+
+
+def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
+    """Final fits that read the same fitted prefix on the same fold run in one task (here 4
+    values of C per prefix and fold: 12 tasks, not 48), with scikit-learn's results."""
+    X, y = digits
+    grid = {"pca__n_components": [3, 5, 8, 10], "clf__C": [0.01, 0.1, 1.0, 10.0]}
+    recorder = client.cluster.scheduler.recorder
+    seen = recorder.recorded
+    ours = GridSearchCV(pipeline(), grid, cv=3, progress=False).fit(X, y)
+    keys = [r[3] for r in list(recorder.task_stream)[-(recorder.recorded - seen):]]
+    assert sum(k.startswith("search-batch-") for k in keys) == 4 * 3
+    assert not [k for k in keys if k.startswith("search-final-")]
+    assert_same_results(ours, skms.GridSearchCV(pipeline(), grid, cv=3).fit(X, y))

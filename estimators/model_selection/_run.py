@@ -5,6 +5,11 @@ graph that references the still-needed nodes of earlier waves by their futures. 
 waves are in flight, and the client drops its reference to a shared node once no unsubmitted
 candidate-fold needs it (the scheduler keeps it while submitted tasks wait on it), so the
 client's and the scheduler's memory stay bounded however many candidates there are.
+
+When candidate-folds are many and small, the final nodes that read the same inputs (the
+candidates sharing one fitted prefix on one fold) run as one task, ``batch_size`` at most:
+the inputs are read once and each task's fixed cost (a scheduler round trip, moving a fold's
+data to another worker) is paid once per batch.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import logging
 from collections import Counter, deque
 from typing import Any, Callable
 
-from distml.estimators.model_selection._graph import Node, Ref, SearchPlan
+from distml.estimators.model_selection._graph import Node, Ref, SearchPlan, _join
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_plan"]
+__all__ = ["batches", "default_batch_size", "run_plan"]
 
 
 class _Graph:
@@ -56,46 +61,90 @@ def _run_local(plan: SearchPlan, finals: list[str], closures: dict, users: Count
                 del values[key]
 
 
-def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any], None],
-             client: Any = None, wave_size: int = 64) -> None:
-    """Compute the nodes ``finals`` of ``plan`` (submitted in this order), calling
-    ``on_result(key, value)`` in this thread as each one finishes.  A task that raises raises
-    here, and everything still running is released."""
-    closures = {f: plan.closure([f]) for f in finals}
-    users: Counter = Counter(k for f in finals for k in closures[f])
+def collect(*results: Any) -> list:
+    """The results of a batch's nodes (each runs inline, as a nested task, before this)."""
+    return list(results)
+
+
+def batches(plan: SearchPlan, finals: list[str], size: int) -> dict[str, list[str]]:
+    """``{task key: [final nodes it computes]}``, in submission order: finals with the same
+    inputs grouped ``size`` at a time; a group of one is the final node itself."""
+    groups: dict[tuple, list[list[str]]] = {}
+    units: dict[str, list[str]] = {}
+    for final in finals:
+        same = groups.setdefault(tuple(plan.nodes[final].deps), [])
+        if not same or len(same[-1]) >= size:
+            same.append([final])
+            units[final] = same[-1]
+        else:
+            same[-1].append(final)
+    return {(members[0] if len(members) == 1 else
+             "search-batch-" + _join(*members)): members for members in units.values()}
+
+
+def default_batch_size(client: Any, n_finals: int) -> int:
+    """Finals per task: enough tasks left for four per worker thread, and at most 16."""
     if client is None:
+        return 1
+    return max(1, min(16, n_finals // (4 * max(1, sum(client.nthreads().values())))))
+
+
+def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any], None],
+             client: Any = None, wave_size: int = 64, batch_size: int = 1) -> None:
+    """Compute the nodes ``finals`` of ``plan`` (submitted in this order, ``batch_size`` that
+    share their inputs per task), calling ``on_result(key, value)`` in this thread as each one
+    finishes.  A task that raises raises here, and everything still running is released."""
+    if client is None:
+        closures = {f: plan.closure([f]) for f in finals}
+        users: Counter = Counter(k for f in finals for k in closures[f])
         _run_local(plan, finals, closures, users, on_result)
         return
     from distml import as_completed
 
-    pending = deque(finals)
+    units = batches(plan, finals, max(1, min(batch_size, wave_size)))
+    inputs = {u: plan.closure([d for m in members for d in plan.nodes[m].deps])
+              for u, members in units.items()}
+    users = Counter(k for keys in inputs.values() for k in keys)
+    pending = deque(units)
     held: dict[str, Any] = {}
     done = as_completed()
     in_flight = 0
 
+    def task(unit: str) -> tuple:
+        members = units[unit]
+        if len(members) == 1:
+            return _task(plan.nodes[unit])
+        return (collect, *[_task(plan.nodes[m]) for m in members])
+
     def submit_wave() -> int:
-        wave = [pending.popleft() for _ in range(min(wave_size, len(pending)))]
-        needed = plan.closure(wave)
-        new = [k for k in needed if k not in held]
+        wave, count = [], 0
+        while pending and count < wave_size:
+            wave.append(pending.popleft())
+            count += len(units[wave[-1]])
+        needed = list(dict.fromkeys(k for u in wave for k in inputs[u]))
+        new = [k for k in needed if k not in held] + wave
         dsk = {k: held[k] if k in held else _task(plan.nodes[k]) for k in needed}
+        dsk.update((u, task(u)) for u in wave)
         held.update(zip(new, client.persist(_Graph(dsk, new))))
-        for final in wave:
-            done.add(held[final])
-            for key in closures[final]:
+        for unit in wave:
+            done.add(held.pop(unit))
+            for key in inputs[unit]:
                 users[key] -= 1
-                if not users[key] and key != final:
+                if not users[key]:
                     held.pop(key, None)
-        logger.debug("search wave: %d candidate-folds, %d new tasks", len(wave), len(new))
-        return len(wave)
+        logger.debug("search wave: %d candidate-folds in %d tasks, %d new tasks", count,
+                     len(wave), len(new))
+        return count
 
     try:
         while pending and in_flight < 2 * wave_size:
             in_flight += submit_wave()
         for future in done:
             value = future.result()
-            held.pop(future.key, None)
-            in_flight -= 1
-            on_result(future.key, value)
+            members = units[future.key]
+            in_flight -= len(members)
+            for key, result in zip(members, value if len(members) > 1 else [value]):
+                on_result(key, result)
             while pending and in_flight < 2 * wave_size:
                 in_flight += submit_wave()
     finally:

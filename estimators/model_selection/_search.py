@@ -33,7 +33,7 @@ from distml.estimators._data import is_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
 from distml.estimators.model_selection._graph import SearchPlan, reissue, token
 from distml.estimators.model_selection._progress import SearchProgress
-from distml.estimators.model_selection._run import run_plan
+from distml.estimators.model_selection._run import default_batch_size, run_plan
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class _DistributedSearch(metaclass=ABCMeta):
 
         try:
             run_plan(plan, list(wanted), on_result, client,
-                     wave_size=self.wave_size or _default_wave(client))
+                     wave_size=self.wave_size or _default_wave(client),
+                     batch_size=default_batch_size(client, len(wanted)))
         finally:
             if checkpoint is not None:
                 checkpoint.close()
