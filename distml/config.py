@@ -67,6 +67,11 @@ class Config:
     #: Results up to this size (pickled) travel with the completion message to the clients that
     #: want them, saving a fetch from the worker.
     inline_result_bytes: int = 16 * 1024
+    #: Bytes of small results (those that travel inline, up to ``inline_result_bytes``) the
+    #: scheduler keeps copies of while other tasks depend on them: when their worker dies they
+    #: are handed to a live worker instead of being recomputed with everything under them.
+    #: Oldest dropped first; 0 keeps none.
+    result_copies_bytes: int = 64 * 2**20
     #: Fractions of a worker's memory limit: results past ``target`` (by their estimated size)
     #: go to disk, least recently used first; past ``spill`` (measured resident memory) more go;
     #: past ``pause`` the worker starts no new tasks; past ``terminate`` its nanny restarts it.

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distml.config import Config
-from distml.scheduler.state import MEMORY, PROCESSING, QUEUED, RELEASED, SchedulerState
+from distml.scheduler.state import (MEMORY, PROCESSING, QUEUED, RELEASED, WAITING,
+                                    SchedulerState)
 
 C = "client-1"
 A = "tcp://a:1"
@@ -343,6 +344,93 @@ def test_scheduler_restart_reclaims_what_workers_kept():
     assert ops(out, A, "free") == [{"op": "free", "keys": ["x"]}]  # x no longer needed
 
 
+# ---------------------------------------------------------------------- copies of small results
+def _half_reduced_tree(**config):
+    """Leaves a0..a3 on A and b0..b3 on B, summed per worker into sa (on A) and sb (on B),
+    which feed ``total``: the leaves were consumed (released) and sb is still being computed
+    when A dies holding sa."""
+    s = new_state(A, B, **config)
+    leaves = [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
+    tasks = {k: spec() for k in leaves}
+    tasks.update({"sa": spec(*leaves[:4]), "sb": spec(*leaves[4:]), "total": spec("sa", "sb")})
+    s.update_graph(C, tasks, ["total"])
+    for ts in list(s.tasks.values()):  # place the leaves by hand, as if measured
+        if ts.processing_on is not None:
+            s._stop_processing(ts)
+            s._transition(ts, QUEUED)
+    s._queue.clear()
+    for k in leaves:
+        s._transition(s.tasks[k], RELEASED)
+        s._transition(s.tasks[k], WAITING)
+        s._assign(s.tasks[k], s.workers[A if k.startswith("a") else B])
+    for k in leaves:
+        s.task_finished(A if k.startswith("a") else B, k, 10**6, 0.01)  # large: no copies
+    assert s.tasks["sa"].processing_on.address == A and s.tasks["sb"].processing_on.address == B
+    s.task_finished(A, "sa", 400, 0.001, value=b"sa-bytes")
+    assert all(s.tasks[k].state == RELEASED for k in leaves[:4])  # consumed
+    assert s.tasks["total"].state == WAITING
+    return s
+
+
+def test_lost_small_result_is_restored_not_recomputed_with_its_consumed_inputs():
+    s = _half_reduced_tree()
+    assert s.copies.get("sa") == b"sa-bytes"
+    out = s.remove_worker(A, "killed by signal SIGKILL")
+    assert ops(out, B, "restore") == [{"op": "restore", "key": "sa", "value": b"sa-bytes",
+                                       "nbytes": 400}]
+    assert computes(out, B) == []  # neither sa nor the leaves it consumed run again
+    assert s.tasks["sa"].state == MEMORY and {w.address for w in s.tasks["sa"].who_has} == {B}
+    assert all(s.tasks[f"a{i}"].state == RELEASED for i in range(4))
+    assert ops(out, C, "key-recomputing") == []  # the client wants only total
+    out = s.task_finished(B, "sb", 400, 0.001, value=b"sb-bytes")
+    assert computes(out, B) == ["total"]
+    assert ops(out, B, "compute")[0]["deps"] == {"sa": [B], "sb": [B]}
+    out = s.task_finished(B, "total", 400, 0.001, value=b"total-bytes")
+    assert ops(out, C, "key-done")[0]["value"] == b"total-bytes"
+    s.release_keys(C, ["total"])
+    assert s.tasks == {} and len(s.copies) == 0
+
+
+def test_without_copies_a_lost_partial_sum_recomputes_its_subtree():
+    s = _half_reduced_tree(result_copies_bytes=0)
+    out = s.remove_worker(A, "killed by signal SIGKILL")
+    assert ops(out, B, "restore") == []
+    assert {k for k, ts in s.tasks.items() if ts.state in (QUEUED, PROCESSING, WAITING)} == \
+        {"a0", "a1", "a2", "a3", "sa", "sb", "total"}
+
+
+def test_a_lost_large_result_recomputes_from_restored_small_inputs():
+    s = new_state(A, B)
+    s.update_graph(C, {"p": spec(), "big": spec("p"), "use": spec("big")}, ["use"])
+    holder = s.tasks["p"].processing_on.address
+    s.task_finished(holder, "p", 80, 0.001, value=b"p-bytes")
+    assert s.tasks["big"].processing_on.address == holder
+    s.task_finished(holder, "big", 10**7, 0.001)  # too big to come along: no copy
+    assert s.tasks["p"].state == RELEASED  # consumed, but kept as lineage with its copy
+    s.add_worker("tcp://c:1", 1)
+    s.task_started(holder, ["use"])
+    out = s.remove_worker(holder, "killed")
+    restored = {m["key"]: r for r, msgs in out.items() for m in msgs if m["op"] == "restore"}
+    assert list(restored) == ["p"]  # big's input comes back from the copy, not recomputed
+    assert {r: computes(out, r) for r in out if computes(out, r)} == {restored["p"]: ["big"]}
+    assert s.tasks["use"].state == WAITING and s.tasks["p"].state == MEMORY
+
+
+def test_copies_are_dropped_oldest_first_past_their_budget():
+    from distml.scheduler.copies import ResultCopies
+    copies = ResultCopies(10)
+    copies.keep("a", b"1234")
+    copies.keep("b", b"1234")
+    copies.keep("c", b"1234")
+    assert "a" not in copies and copies.get("c") == b"1234" and copies.nbytes == 8
+    copies.keep("d", b"x" * 11)  # larger than the whole budget: not kept
+    assert "d" not in copies and copies.nbytes == 8
+    copies.drop("b")
+    assert copies.nbytes == 4 and len(copies) == 1
+    with pytest.raises(ValueError, match="result_copies_bytes"):
+        ResultCopies(-1)
+
+
 # ---------------------------------------------------------------------- random simulations
 def _random_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
     deps = {}
@@ -371,6 +459,8 @@ def test_random_graphs_finish_and_leave_nothing_behind(seed, n, kills):
                 if m["op"] == "compute" and recipient in running:
                     assert all(holding_any(d) for d in m["deps"]), m
                     running[recipient].add(m["key"])
+                elif m["op"] == "restore" and recipient in running:
+                    holding[recipient].add(m["key"])
                 elif m["op"] == "free" and recipient in running:
                     for k in m["keys"]:
                         running[recipient].discard(k)
@@ -403,12 +493,18 @@ def test_random_graphs_finish_and_leave_nothing_behind(seed, n, kills):
         key = rng.choice(sorted(running[worker]))
         running[worker].discard(key)
         holding[worker].add(key)
-        deliver(s.task_finished(worker, key, 8, 1e-4))
-    assert done == set(wanted)
+        small = int(key.split("-")[1]) % 2 == 0  # its bytes come along: the scheduler copies it
+        deliver(s.task_finished(worker, key, 8, 1e-4, value=b"v" if small else None))
+    assert done == set(wanted), sorted(set(wanted) - done)
+    # a wanted result is held by a worker, or by the client alone (it came inline, then its
+    # worker died: recomputed only if something needs it on a worker again)
+    client = s.clients[C]
     for key in wanted:
-        assert s.tasks[key].state == MEMORY
+        assert s.tasks[key].state == MEMORY or (
+            s.tasks[key].state == RELEASED and client in s.tasks[key].delivered), key
     needed_data = {k for k, ts in s.tasks.items() if ts.state == MEMORY}
-    assert needed_data == set(wanted)  # intermediates were released
+    assert needed_data <= set(wanted)  # intermediates were released
     deliver(s.release_keys(C, wanted))
     assert s.tasks == {}
     assert all(not h for h in holding.values())
+    assert len(s.copies) == 0 and s.copies.nbytes == 0

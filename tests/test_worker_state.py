@@ -106,3 +106,25 @@ def test_one_fetch_asks_a_peer_for_a_bounded_number_of_bytes():
     out = w.fetch_done(P1, {k: 40 for k in first.keys})
     (second,) = kinds(out, Fetch)
     assert len(second.keys) == 2 and not set(second.keys) & set(first.keys)
+
+
+def test_restored_input_readies_its_task_and_a_late_fetch_keeps_it():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    out = w.compute("t", b"", [0, 0], {"a": [P1], "b": [P2]})
+    assert {f.address for f in kinds(out, Fetch)} == {P1, P2}
+    out = w.restore("a", 8)  # P1 died; the scheduler handed its copy of a to this worker
+    assert not kinds(out, Execute) and w.in_memory["a"] == 8
+    out = w.fetch_failed(P1, ["a"])  # the fetch from the dead holder fails afterwards
+    assert not sent(out, "missing-data") and "t" in w.tasks
+    out = w.fetch_done(P2, {"b": 8})
+    assert [e.key for e in kinds(out, Execute)] == ["t"]
+    w.task_done("t", 8, 0.01)
+    out = w.fetch_done(P1, {"a": 8})  # a copy that was on its way lands after all
+    assert not kinds(out, Forget) and "a" in w.in_memory
+
+
+def test_restore_of_an_input_nobody_waits_for_yet_is_kept_for_later_tasks():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    assert w.restore("a", 8) == []
+    out = w.compute("t", b"", [0, 0], {"a": [ME]})
+    assert not kinds(out, Fetch) and [e.key for e in kinds(out, Execute)] == ["t"]

@@ -88,3 +88,33 @@ def worth_stealing(measured: bool, estimate: float, transfer: float) -> bool:
     if transfer == 0:
         return True
     return measured and transfer <= STEAL_MAX_TRANSFER_FRACTION * estimate
+
+
+def plan_steals(workers: Collection[WorkerState], durations: dict[str, float],
+                bandwidth: float) -> list[tuple[TaskState, WorkerState]]:
+    """Tasks queued on overloaded workers to move to idle ones, as ``(task, thief)``: the
+    lowest-priority surplus of each victim, each to the idle worker with the least planned
+    work, when :func:`worth_stealing` and when it would start there before it would where it
+    is."""
+    idle = [ws for ws in workers if ws.busy_threads() < ws.nthreads and not ws.paused]
+    if not idle:
+        return []
+    victims = sorted((ws for ws in workers if ws.busy_threads() > ws.nthreads),
+                     key=WorkerState.load, reverse=True)
+    planned = {ws: ws.occupancy for ws in idle}
+    steals = []
+    for victim in victims:
+        movable = sorted((ts for ts in victim.processing
+                          if ts.stealing_to is None and ts not in victim.long_running),
+                         key=lambda t: t.priority, reverse=True)
+        surplus = victim.busy_threads() - victim.nthreads
+        for ts in movable[:surplus]:
+            thief = min(planned, key=lambda w: (planned[w] / w.nthreads, w.address))
+            estimate = victim.processing[ts]
+            transfer = transfer_time(ts, thief, bandwidth)
+            if not worth_stealing(ts.prefix in durations, estimate, transfer) or (
+                    planned[thief] / thief.nthreads + transfer >= victim.load() - estimate):
+                continue
+            planned[thief] += estimate
+            steals.append((ts, thief))
+    return steals

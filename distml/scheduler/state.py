@@ -26,7 +26,8 @@ from distml.config import Config
 from distml.scheduler.model import (ERRED, FORGOTTEN, MEMORY, PROCESSING, QUEUED, RELEASED,
                                     TASK_OVERHEAD, WAITING, ClientState, Outbox, TaskState,
                                     WorkerState, key_prefix)
-from distml.scheduler.placement import decide_worker, transfer_time, worth_stealing
+from distml.scheduler.copies import ResultCopies
+from distml.scheduler.placement import decide_worker, plan_steals
 
 
 class SchedulerState:
@@ -54,6 +55,8 @@ class SchedulerState:
         #: Worker -> the part of its occupancy that is the default guess for task kinds that
         #: never finished yet (see :func:`placement.expected_wait`).
         self._guessed: dict[WorkerState, float] = defaultdict(float)
+        #: Small results' bytes, handed back to a live worker when their holder dies.
+        self.copies = ResultCopies(self.config.result_copies_bytes)
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
@@ -344,6 +347,8 @@ class SchedulerState:
             self.durations[ts.prefix] = measured if old is None else 0.5 * old + 0.5 * measured
             if old is None:
                 self._replace_guesses(ts.prefix)
+        if value is not None and ts.dependents:
+            self.copies.keep(key, value)
         self._arrived(ts, ws, nbytes, value)
         return self._flush()
 
@@ -450,29 +455,10 @@ class SchedulerState:
         self._stimulus = stimulus_id
         if self._queue or len(self.workers) < 2:
             return self._flush()
-        idle = [ws for ws in self.workers.values()
-                if ws.busy_threads() < ws.nthreads and not ws.paused]
-        if not idle:
-            return self._flush()
-        victims = sorted((ws for ws in self.workers.values()
-                          if ws.busy_threads() > ws.nthreads),
-                         key=WorkerState.load, reverse=True)
-        planned = {ws: ws.occupancy for ws in idle}
-        for victim in victims:
-            movable = sorted((ts for ts in victim.processing
-                              if ts.stealing_to is None and ts not in victim.long_running),
-                             key=lambda t: t.priority, reverse=True)
-            surplus = victim.busy_threads() - victim.nthreads
-            for ts in movable[:surplus]:
-                thief = min(planned, key=lambda w: (planned[w] / w.nthreads, w.address))
-                estimate = victim.processing[ts]
-                transfer = transfer_time(ts, thief, self.config.transfer_bandwidth)
-                if not worth_stealing(ts.prefix in self.durations, estimate, transfer) or (
-                        planned[thief] / thief.nthreads + transfer >= victim.load() - estimate):
-                    continue
-                ts.stealing_to = thief
-                planned[thief] += estimate
-                self._send(victim.address, {"op": "steal", "key": ts.key})
+        for ts, thief in plan_steals(self.workers.values(), self.durations,
+                                     self.config.transfer_bandwidth):
+            ts.stealing_to = thief
+            self._send(ts.processing_on.address, {"op": "steal", "key": ts.key})
         return self._flush()
 
     def steal_response(self, worker: str, key: str, ok: bool, stimulus_id: str = "") -> Outbox:
@@ -541,7 +527,7 @@ class SchedulerState:
         stack = [root]
         while stack:
             ts = stack.pop()
-            if ts.state != RELEASED:
+            if ts.state != RELEASED or self._restore(ts):
                 continue
             if ts.payload is None:
                 self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost and cannot "
@@ -560,6 +546,19 @@ class SchedulerState:
                 stack.extend(d for d in ts.waiting_on if d.state == RELEASED)
             else:
                 self._ready(ts)
+
+    def _restore(self, ts: TaskState) -> bool:
+        """Hand the scheduler's copy of ``ts``'s result to the least loaded worker, instead of
+        recomputing it (and the inputs it was made from); False when there is no copy or no
+        worker."""
+        value = self.copies.get(ts.key)
+        if value is None or not self.workers:
+            return False
+        ws = min(self.workers.values(), key=lambda w: (w.paused, w.load(), w.address))
+        self._send(ws.address, {"op": "restore", "key": ts.key, "value": value,
+                                "nbytes": ts.nbytes})
+        self._arrived(ts, ws, ts.nbytes, value)
+        return True
 
     # ------------------------------------------------------------------ placement
     def _forget_estimate(self, ts: TaskState, ws: WorkerState, estimate: float) -> None:
@@ -715,7 +714,7 @@ class SchedulerState:
                     self._stop_processing(dep)
                     self._transition(dep, RELEASED)
                     self._ensure_computing(dep)
-                elif dep.state in (WAITING, QUEUED):
+                elif dep.state in (WAITING, QUEUED) and ts.state != MEMORY:  # not restored
                     if dep.state == QUEUED:
                         self._transition(dep, WAITING)
                     dep.waiting_on.add(ts)
@@ -749,6 +748,7 @@ class SchedulerState:
                 self._send(ts.processing_on.address, {"op": "free", "keys": [ts.key]})
                 self._stop_processing(ts)
             self._transition(ts, ERRED)
+            self.copies.drop(ts.key)
             ts.exception, ts.traceback = exception, traceback
             ts.exception_text, ts.erred_key, ts.erred_kind = text, erred_key, kind
             ts.waiting_on.clear()
@@ -788,6 +788,7 @@ class SchedulerState:
             if ts.state in (RELEASED, ERRED) and not ts.dependents:
                 self._transition(ts, FORGOTTEN)
                 del self.tasks[ts.key]
+                self.copies.drop(ts.key)
                 for dts in ts.dependencies:
                     dts.dependents.discard(ts)
                     dts.waiters.discard(ts)

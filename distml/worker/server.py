@@ -212,6 +212,14 @@ class Worker:
             for key in msg["keys"]:
                 self.payloads.pop(key, None)
             self._carry_out(sm.free(msg["keys"]))
+        elif op == "restore":
+            key = msg["key"]
+            try:
+                self.data[key] = serialize.loads([msg["value"]])
+            except Exception as exc:  # noqa: BLE001 - a peer fetching it falls back to the scheduler
+                logger.error("could not load the scheduler's copy of %s: %s", key, exc)
+                return
+            self._carry_out(sm.restore(key, msg["nbytes"]))
         elif op == "steal":
             out = sm.steal(msg["key"])
             if out[0].msg["ok"]:

@@ -266,21 +266,24 @@ class WorkerStateMachine:
         out: list[Instruction] = []
         for key, nbytes in sizes.items():
             self._in_flight.pop(key, None)
+            if key in self.in_memory:
+                continue  # the scheduler restored it meanwhile: the value is the same
             if not self._needed_by.get(key):
                 out.append(Forget(key))  # every task that wanted it was freed meanwhile
                 continue
-            self.in_memory[key] = nbytes
-            self._sizes.pop(key, None)
             out.append(SendToScheduler({"op": "add-replica", "key": key, "nbytes": nbytes}))
-            for task_key in self._needed_by.get(key, ()):
-                task = self.tasks.get(task_key)
-                if task is not None and key in task.missing:
-                    task.missing.discard(key)
-                    if not task.missing and task.state == WAITING:
-                        self._make_ready(task)
+            self._input_arrived(key, nbytes)
         out.extend(self._start_fetches())
         out.extend(self._start_executions())
         return out
+
+    def restore(self, key: str, nbytes: int) -> list[Instruction]:
+        """The scheduler handed back its copy of ``key``'s result, whose holder died (the I/O
+        layer stored the value): it is held here now, and tasks here waiting for it may run."""
+        self._holders.pop(key, None)  # a fetch still in flight lands on the same value
+        self._tried.pop(key, None)
+        self._input_arrived(key, nbytes)
+        return self._start_executions()
 
     def fetch_failed(self, address: str, keys: Iterable[str]) -> list[Instruction]:
         """``address`` could not give us ``keys`` (dead, or no longer holds them)."""
@@ -288,6 +291,8 @@ class WorkerStateMachine:
         out: list[Instruction] = []
         for key in keys:
             self._in_flight.pop(key, None)
+            if key in self.in_memory:
+                continue  # restored by the scheduler meanwhile
             self._tried.setdefault(key, []).append(address)
             if self._holders.get(key) or not self._needed_by.get(key):
                 continue
@@ -307,6 +312,17 @@ class WorkerStateMachine:
         return all(k in self.in_memory for k in keys)
 
     # ------------------------------------------------------------------ internals
+    def _input_arrived(self, key: str, nbytes: int) -> None:
+        """``key`` is held here now: tasks that lacked only it are ready."""
+        self.in_memory[key] = nbytes
+        self._sizes.pop(key, None)
+        for task_key in self._needed_by.get(key, ()):
+            task = self.tasks.get(task_key)
+            if task is not None and key in task.missing:
+                task.missing.discard(key)
+                if not task.missing and task.state == WAITING:
+                    self._make_ready(task)
+
     def _make_ready(self, task: WorkerTask) -> None:
         task.state = READY
         heapq.heappush(self._ready, (task.priority, next(self._counter), task.key))
