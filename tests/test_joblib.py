@@ -19,7 +19,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from distml.client.future import RemoteTraceback
-from distml.parallel.backend import DistmlBackend
+from distml.parallel.backend import DistmlBackend, _BatchSizer
 from distml.worker.context import TaskInterrupted
 from conftest import wait_until
 
@@ -69,6 +69,56 @@ def test_short_calls_are_batched(on_cluster, cluster):
     assert results == [2 * i for i in range(3000)]
     tasks = keys_computed(cluster, "double-") - before
     assert 1 <= len(tasks) < 1000  # typically a few dozen tasks for 3,000 calls
+
+
+def describe(value, suffix="", *, scale=1):
+    return f"{type(value).__name__}:{value if scale == 1 else value * scale}{suffix}"
+
+
+def test_calls_with_scalars_keywords_and_other_objects(on_cluster):
+    assert Parallel(batch_size=4)(delayed(describe)(i, "!") for i in range(10)) == \
+        [f"int:{i}!" for i in range(10)]
+    assert Parallel(batch_size=4)(delayed(describe)(i, scale=3) for i in range(10)) == \
+        [f"int:{3 * i}" for i in range(10)]
+    assert Parallel(batch_size=4)(delayed(describe)(v) for v in (1.5, np.float64(2), None, "a",
+                                                                 (1, 2), b"x")) == \
+        ["float:1.5", "float64:2.0", "NoneType:None", "str:a", "tuple:(1, 2)", "bytes:b'x'"]
+    mixed = Parallel(batch_size=4)(delayed(describe if i % 2 else double)(i) for i in range(8))
+    assert mixed == [describe(i) if i % 2 else 2 * i for i in range(8)]
+
+
+def test_results_of_short_calls_come_with_their_completion(on_cluster, monkeypatch):
+    fetched = []
+    fetch = on_cluster._fetch
+
+    async def counting_fetch(worker, keys):
+        fetched.extend(keys)
+        return await fetch(worker, keys)
+
+    monkeypatch.setattr(on_cluster, "_fetch", counting_fetch)
+    # 500 ints take ~18 KB in memory, over the 16 KiB inline limit, but ~1.5 KB pickled
+    assert Parallel(batch_size=500)(delayed(double)(i) for i in range(4000)) == \
+        [2 * i for i in range(4000)]
+    assert fetched == []
+    # results too large to come inline are fetched from the workers
+    arrays = Parallel(batch_size=2)(delayed(np.full)(3000, i) for i in range(4))
+    assert [a.tolist() for a in arrays] == [[i] * 3000 for i in range(4)]
+    assert len(fetched) >= 1
+
+
+def test_batch_sizes_follow_the_measured_time_per_call():
+    sizer = _BatchSizer(target=0.2)
+    assert sizer.next_size() == 1
+    sizer.completed(1, 0.002)  # a short call: the batch took about one round trip
+    assert sizer.next_size() == 100
+    sizer.completed(100, 0.004)
+    assert sizer.next_size() == 5000
+    sizer.completed(5000, 2.0)  # calls got slower: back down at once
+    assert sizer.next_size() == 500
+    slow = _BatchSizer(target=0.2)
+    slow.next_size()
+    slow.completed(1, 0.5)
+    assert slow.next_size() == 1
 
 
 def test_effective_n_jobs_counts_the_cluster_threads(on_cluster):

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
+import operator
 import queue
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterator
 
 from joblib.parallel import ParallelBackendBase
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 _local_client = None
 _local_lock = threading.Lock()
+#: client -> (monotonic time, total threads) when last asked
+_threads_seen: "weakref.WeakKeyDictionary[Any, tuple[float, int]]" = weakref.WeakKeyDictionary()
 
 
 def _client_for_backend() -> Any:
@@ -65,13 +70,19 @@ class _BatchSizer:
     """joblib's auto batching, driven by the time per call measured on completed batches.
 
     The first batch holds one call; after each completion the size aims at ``target`` seconds
-    per batch, growing at most ``max_growth`` times per step (a measurement dominated by latency
-    over-estimates the time per call, so growth stays safe) and shrinking at once when batches
+    per batch, growing at most ``max_growth`` times per step and shrinking at once when batches
     take too long. The largest batches measured so far set the estimate: smaller ones still in
     flight carry more latency per call and would hold the size back.
+
+    The time per call is measured from dispatch to result, latency included, so it is never
+    under-estimated: a size aimed at ``target`` from it takes at most about ``target`` when calls
+    are alike, and growth needs no small cap for safety. Each step costs a round trip, and with
+    short calls every batch costs more than its calls, so the cap is loose (it only guards
+    against calls that get much slower further along): short calls reach their final size after
+    one or two steps.
     """
 
-    def __init__(self, target: float, max_growth: int = 16):
+    def __init__(self, target: float, max_growth: int = 256):
         self.target = target
         self.max_growth = max_growth
         self.size = 1
@@ -145,7 +156,6 @@ class DistmlBackend(ParallelBackendBase):
         self._nested: DistmlBackend | None = None
         self._completions: queue.SimpleQueue | None = None
         self._callback_thread: threading.Thread | None = None
-        self._threads_seen: tuple[float, int] = (0.0, 0)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -186,18 +196,20 @@ class DistmlBackend(ParallelBackendBase):
 
     def _total_threads(self) -> int:
         """The cluster's threads, waiting up to ``wait_for_workers_timeout`` for a first worker.
-        Remembered for a second: scikit-learn asks several times per fit."""
+        Remembered per client for a second: scikit-learn asks several times per fit, and each
+        ``parallel_config`` block makes a new backend (asking costs a round trip to the
+        scheduler before the first batch can leave)."""
         from distml.errors import TimeoutError
 
-        seen_at, count = self._threads_seen
+        client = self._get_client()
+        seen_at, count = _threads_seen.get(client, (0.0, 0))
         if count and time.monotonic() - seen_at < 1.0:
             return count
-        client = self._get_client()
         deadline = time.monotonic() + self.wait_for_workers_timeout
         while True:
             count = sum(client.nthreads().values())
             if count:
-                self._threads_seen = (time.monotonic(), count)
+                _threads_seen[client] = (time.monotonic(), count)
                 return count
             if time.monotonic() > deadline:
                 raise TimeoutError(f"joblib backend 'distml': no worker joined the cluster at "
@@ -304,6 +316,13 @@ class DistmlBackend(ParallelBackendBase):
             return Placed(position)
 
         first = items[0][0]
+        if (all(map(operator.is_, itertools.repeat(first), map(_FUNCTION, items)))
+                and not any(map(_KWARGS, items))):
+            arguments = list(map(_ARGS, items))
+            if SCALAR_TYPES.issuperset(map(type, itertools.chain.from_iterable(arguments))):
+                # the usual delayed(f)(scalars): checked and packed at C speed
+                packed = PackedCalls(arguments, [], positional=True)
+                return self._same_function(first, nested), (packed,)
         same = True
         only_scalars = SCALAR_TYPES.issuperset
         calls: list = []
@@ -365,6 +384,9 @@ class DistmlBackend(ParallelBackendBase):
             futures, self._pending = list(self._pending.values()), {}
         if futures and self.client is not None and self.client.status == "running":
             self.client.cancel(futures)
+
+
+_FUNCTION, _ARGS, _KWARGS = (operator.itemgetter(i) for i in range(3))
 
 
 def _call(function: Callable) -> Any:

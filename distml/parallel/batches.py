@@ -11,6 +11,7 @@ each worker unpickles it once (its codec caches by bytes); only the arguments tr
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -43,16 +44,22 @@ class Placed:
 class PackedCalls:
     """The calls of a batch as one opaque argument: the runtime does not search it for futures
     (with thousands of calls per batch, that search cost more than running them). Calls listed in
-    ``with_placed`` hold :class:`Placed` markers among their arguments."""
+    ``with_placed`` hold :class:`Placed` markers among their arguments.
 
-    __slots__ = ("calls", "with_placed")
+    ``positional``: the usual ``delayed(f)(x)`` batch, one function, scalar positional arguments
+    and no keywords. ``calls`` then holds only the argument tuples, which pickle smaller and run
+    through ``itertools.starmap``.
+    """
 
-    def __init__(self, calls: list, with_placed: list[int]):
+    __slots__ = ("calls", "with_placed", "positional")
+
+    def __init__(self, calls: list, with_placed: list[int], positional: bool = False):
         self.calls = calls
         self.with_placed = with_placed
+        self.positional = positional
 
     def __reduce__(self):
-        return PackedCalls, (self.calls, self.with_placed)
+        return PackedCalls, (self.calls, self.with_placed, self.positional)
 
     def unpack(self, placed: tuple) -> list:
         """The calls with placed values put back."""
@@ -71,8 +78,9 @@ def _resolve(value: Any, placed: tuple) -> Any:
     return placed[value.index] if type(value) is Placed else value
 
 
-def _run_calls(nested: tuple[Any, int | None], calls: Iterable[tuple[Callable, tuple, dict]],
-               ) -> list:
+def _with_nested_backend(nested: tuple[Any, int | None], run: Callable[[], list]) -> Any:
+    """``run()`` with joblib's backend and ``n_jobs`` for parallel calls made inside in force;
+    its results as :func:`compact_results` makes them."""
     from joblib import parallel_config
 
     backend, n_jobs = nested
@@ -80,7 +88,73 @@ def _run_calls(nested: tuple[Any, int | None], calls: Iterable[tuple[Callable, t
     if fresh_copy is not None:  # the unpickled one is shared by this worker's batches
         backend = fresh_copy()
     with parallel_config(backend=backend, n_jobs=n_jobs):
-        return [func(*args, **kwargs) for func, args, kwargs in calls]
+        results = run()
+    return compact_results(results)
+
+
+class PickledResults:
+    """A batch's results, pickled on the worker, that unpickle as the results themselves.
+
+    The runtime sends a result with its completion message when it is small, judging first by
+    its size in memory, which for Python objects is many times their pickled size (an int takes
+    28 bytes in memory, 3 pickled): the results of a few hundred short calls would otherwise
+    stay on the worker and cost the client a second round trip to fetch them.
+    """
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    @property
+    def nbytes(self) -> int:
+        """What it holds in memory (the runtime's ``sizeof`` reads this)."""
+        return len(self.blob)
+
+    def __reduce__(self):
+        return _unpickle_results, (self.blob,)
+
+
+def _unpickle_results(blob: bytes) -> Any:
+    from distml.protocol import serialize
+
+    return serialize.loads([blob])
+
+
+#: Room left in the completion message for the wrapper around the pickled results.
+_WRAPPER_BYTES = 256
+#: Results larger than this many times the inline limit in memory are not tried: even ints
+#: (28 bytes in memory, 2 to 5 pickled) would not fit.
+_PROBE_FACTOR = 16
+
+
+def compact_results(results: list) -> Any:
+    """On a worker, ``results`` pickled (:class:`PickledResults`) when that is what makes them
+    small enough to travel with the completion message; else ``results`` as they are."""
+    from distml.protocol import serialize
+    from distml.worker.context import current_task
+
+    task = current_task()
+    worker = task.runner.worker if task is not None else None
+    if worker is None:
+        return results
+    limit = worker.config.inline_result_bytes - _WRAPPER_BYTES
+    in_memory = sizeof(results)
+    if in_memory <= limit or in_memory > _PROBE_FACTOR * limit:
+        return results  # sent inline as it is, or too large to be sent inline at all
+    try:
+        frames = serialize.dumps(results, out_of_band=False)
+    except Exception:  # noqa: BLE001 - the runtime reports what cannot be pickled
+        return results
+    if len(frames) == 1 and len(frames[0]) <= limit:
+        return PickledResults(bytes(frames[0]))
+    return results
+
+
+def _run_calls(nested: tuple[Any, int | None], calls: Iterable[tuple[Callable, tuple, dict]],
+               ) -> Any:
+    return _with_nested_backend(
+        nested, lambda: [func(*args, **kwargs) for func, args, kwargs in calls])
 
 
 class SameFunctionBatch:
@@ -93,8 +167,11 @@ class SameFunctionBatch:
         # task keys and duration estimates are named after the user's function
         self.__name__ = getattr(function, "__name__", None) or type(function).__name__
 
-    def __call__(self, packed: PackedCalls, *placed: Any) -> list:
+    def __call__(self, packed: PackedCalls, *placed: Any) -> Any:
         function = self.function
+        if packed.positional:
+            return _with_nested_backend(self.nested,
+                                        lambda: list(itertools.starmap(function, packed.calls)))
         return _run_calls(self.nested, ((function, a, k) for a, k in packed.unpack(placed)))
 
 
@@ -106,7 +183,7 @@ class MixedBatch:
     def __init__(self, nested: tuple[Any, int | None]):
         self.nested = nested
 
-    def __call__(self, packed: PackedCalls, *placed: Any) -> list:
+    def __call__(self, packed: PackedCalls, *placed: Any) -> Any:
         return _run_calls(self.nested, packed.unpack(placed))
 
 
