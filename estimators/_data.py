@@ -26,12 +26,19 @@ import numpy as np
 
 from distml.array import Array, from_array, map_blocks
 
-__all__ = ["RowBlocks", "aligned", "apply_rows", "as_chunked", "check_finite_arrays",
-           "check_finite_blocks", "check_sample_weight", "check_weight_sum", "is_chunked",
-           "row_blocks", "tree_combine"]
+__all__ = ["RowBlocks", "Workers", "aligned", "apply_rows", "as_chunked",
+           "check_finite_arrays", "check_sample_weight",
+           "check_weight_sum", "is_chunked", "map_grouped", "nonfinite_counts",
+           "raise_nonfinite", "row_blocks", "tree_combine"]
 
 #: How many partial results one combining task merges.
 SPLIT_EVERY = 8
+
+#: At most this fraction of a worker's memory limit, shared by its threads, is taken by the
+#: input blocks of one grouped task (see :func:`map_grouped`: the blocks of a task are all
+#: loaded while it runs, so a worker's blocks are split into several tasks when they would
+#: not fit, as with data spilled to disk).
+TASK_MEMORY_FRACTION = 0.05
 
 
 def is_chunked(obj: Any) -> bool:
@@ -99,6 +106,93 @@ def aligned(a: Any) -> Any:
     be bit-for-bit reproducible pass their float inputs through this first.
     """
     return a if a is None or a.flags.aligned else a.copy()
+
+
+class Workers:
+    """Threads and memory limit of each worker, read once per fit (one scheduler query)."""
+
+    def __init__(self, nthreads: dict[str, int], memory_limit: dict[str, int]) -> None:
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+
+    @classmethod
+    def of(cls, client: Any) -> "Workers":
+        if client is None:
+            return cls({"": os.cpu_count() or 1}, {"": 0})
+        info = client.scheduler_info()["workers"]
+        return cls({a: int(w["nthreads"]) for a, w in info.items()},
+                   {a: int(w.get("memory_limit") or 0) for a, w in info.items()})
+
+
+def _task_groups(metas: Sequence[tuple], holders: Sequence[str], workers: Workers,
+                 block_bytes: Sequence[int]) -> list[list[tuple]]:
+    """Blocks (``metas``, held by ``holders``) grouped into tasks: each worker's blocks dealt
+    to its threads, a thread's share cut where its input would exceed
+    :data:`TASK_MEMORY_FRACTION` of the worker's memory limit divided by its threads."""
+    by_worker: dict[str, list[tuple]] = {}
+    for meta, holder in zip(metas, holders):
+        by_worker.setdefault(holder, []).append(meta)
+    groups = []
+    for worker, group in by_worker.items():
+        if worker in workers.nthreads:
+            lanes, share = workers.nthreads[worker], workers.memory_limit[worker]
+        else:  # blocks no worker holds (lost with one): any thread, the smallest share
+            lanes = sum(workers.nthreads.values())
+            share = min(workers.memory_limit.values(), default=0)
+        budget = share * TASK_MEMORY_FRACTION / max(1, workers.nthreads.get(
+            worker, max(workers.nthreads.values(), default=1)))
+        lanes = max(1, min(lanes, len(group)))
+        for lane in (group[i::lanes] for i in range(lanes)):
+            current, size = [], 0
+            for meta in lane:
+                nbytes = block_bytes[meta[0]]
+                if current and budget and size + nbytes > budget:
+                    groups.append(current)
+                    current, size = [], 0
+                current.append(meta)
+                size += nbytes
+            groups.append(current)
+    return groups
+
+
+def _apply_each(func: Callable, metas: list[tuple], args: tuple, width: int,
+                *flat: Any) -> list:
+    return [func(meta, *flat[width * i:width * (i + 1)], *args) for i, meta in enumerate(metas)]
+
+
+def map_grouped(blocks: "RowBlocks", workers: Workers, func: Callable, metas: Sequence[tuple],
+                *args: Any, row_bytes: int) -> list:
+    """``func(meta, *block_parts, *args)`` for the block ``meta[0]`` of every ``meta``, in a
+    few tasks: one per worker thread over the blocks that worker holds (``Client.who_has``,
+    one query), split by memory (see :func:`_task_groups`; ``row_bytes`` estimates a row of
+    all the parts).  One round trip per call instead of a task (and a tree of combining
+    tasks) per block.  Returns the results in ascending block order, whichever task made
+    them, so that callers summing them get the same bits whatever the placement.  Without a
+    client the blocks run on a local thread pool.
+    """
+    ordered = sorted(metas, key=lambda m: m[0])
+    client = blocks.client
+    if client is None:
+        def one(meta: tuple) -> Any:
+            return func(meta, *blocks.parts[meta[0]], *args)
+        if len(ordered) == 1:
+            return [one(ordered[0])]
+        with ThreadPoolExecutor(min(len(ordered), os.cpu_count() or 1)) as pool:
+            return list(pool.map(one, ordered))
+    first = [blocks.parts[m[0]][0] for m in ordered]
+    who = client.who_has(first)
+    holders = [(who.get(f.key) or [""])[0] for f in first]
+    block_bytes = [n * row_bytes for n in blocks.lengths]
+    width = len(blocks.parts[0])
+    futures, order = [], []
+    for group in _task_groups(ordered, holders, workers, block_bytes):
+        flat = [p for m in group for p in blocks.parts[m[0]]]
+        futures.append(client.submit(_on_worker, _apply_each, func, group, args, width, *flat,
+                                     pure=False))
+        order += [m[0] for m in group]
+    results = [r for rs in client.gather(futures) for r in rs]
+    by_index = dict(zip(order, results))
+    return [by_index[m[0]] for m in ordered]
 
 
 class RowBlocks:
@@ -236,7 +330,8 @@ def row_blocks(*arrays: Any, min_samples: int = 1) -> RowBlocks:
     return RowBlocks(parts, [rows[i] for i in keep], client)
 
 
-def _nonfinite_counts(*blocks: Any) -> np.ndarray:
+def nonfinite_counts(*blocks: Any) -> np.ndarray:
+    """``[NaN count, infinity count]`` of each floating array (``None`` counts nothing)."""
     out = np.zeros((len(blocks), 2), dtype=np.int64)
     for i, b in enumerate(blocks):
         if b is not None and b.dtype.kind in "fc" and not np.isfinite(np.sum(b)):
@@ -245,7 +340,9 @@ def _nonfinite_counts(*blocks: Any) -> np.ndarray:
     return out
 
 
-def _raise_nonfinite(counts: np.ndarray, names: Sequence[str]) -> None:
+def raise_nonfinite(counts: np.ndarray, names: Sequence[str]) -> None:
+    """Raise scikit-learn's ``ValueError`` for the first array ``counts`` finds NaN or
+    infinity in (``names[i]`` names the ``i``-th array)."""
     for name, (nan, inf) in zip(names, counts):
         if nan:
             raise ValueError(f"Input {name} contains NaN.")
@@ -254,16 +351,11 @@ def _raise_nonfinite(counts: np.ndarray, names: Sequence[str]) -> None:
                              "dtype('float64').")
 
 
-def check_finite_blocks(blocks: RowBlocks, names: Sequence[str]) -> None:
-    """Raise scikit-learn's ``ValueError`` if a floating block holds NaN or infinity (one pass
-    over the blocks; ``names[i]`` names the ``i``-th array in messages)."""
-    _raise_nonfinite(blocks.reduce(_nonfinite_counts), names)
-
-
 def check_finite_arrays(arrays: Sequence[Any], names: Sequence[str]) -> None:
-    """:func:`check_finite_blocks` for the arrays of one block, inside a task that reads the
-    block anyway (saves a separate pass over the data)."""
-    _raise_nonfinite(_nonfinite_counts(*arrays), names)
+    """Raise scikit-learn's ``ValueError`` if one of a block's floating arrays holds NaN or
+    infinity; called inside a task that reads the block anyway (no separate pass over the
+    data)."""
+    raise_nonfinite(nonfinite_counts(*arrays), names)
 
 
 def apply_rows(func: Callable, X: Any, *args: Any, n_out: int | None = None,

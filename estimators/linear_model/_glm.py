@@ -24,9 +24,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from distml.diagnostics import finish_activity, report_activity
-from distml.estimators._data import (RowBlocks, aligned, apply_rows, as_chunked,
-                                     check_finite_blocks, check_sample_weight,
-                                     check_weight_sum, is_chunked, row_blocks)
+from distml.estimators._data import (RowBlocks, Workers, aligned, apply_rows, as_chunked,
+                                     check_finite_arrays, check_sample_weight,
+                                     check_weight_sum, is_chunked, map_grouped,
+                                     nonfinite_counts, raise_nonfinite, row_blocks)
 
 __all__ = ["LinearRegression", "LogisticRegression", "Ridge"]
 
@@ -43,7 +44,10 @@ def _as_float_chunked(X: Any) -> Any:
 
 def _fit_inputs(est: BaseEstimator, X: Any, y: Any, sample_weight: Any,
                 classifier: bool) -> tuple[RowBlocks, int]:
-    """Validate, set ``n_features_in_`` and return the row blocks and the feature count."""
+    """Validate, set ``n_features_in_`` and return the row blocks and the feature count.
+
+    Chunked blocks are not checked for NaN and infinity here: the first pass each model
+    makes over them does it (a separate pass would read all of ``X`` once more)."""
     if is_chunked(X) or is_chunked(y):
         X = _as_float_chunked(X) if is_chunked(X) else validate_data(est, X, reset=True)
         if not is_chunked(y):
@@ -55,9 +59,7 @@ def _fit_inputs(est: BaseEstimator, X: Any, y: Any, sample_weight: Any,
         if hasattr(est, "feature_names_in_"):
             del est.feature_names_in_
         sw = check_sample_weight(sample_weight, int(X.shape[0]))
-        blocks = row_blocks(X, y, sw)
-        check_finite_blocks(blocks, ["X", "y", "sample_weight"])
-        return blocks, n_features
+        return row_blocks(X, y, sw), n_features
     X, y = validate_data(est, X, y, dtype=[np.float64, np.float32], y_numeric=not classifier,
                          multi_output=not classifier)
     if classifier:
@@ -77,17 +79,20 @@ def _check_predict_input(est: BaseEstimator, X: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- block tasks
-def _block_labels(X: np.ndarray, y: np.ndarray, w: Any) -> np.ndarray:
-    return np.unique(np.ravel(y))
+def _label_summary(X: Any, y: np.ndarray, w: Any) -> tuple:
+    """One pass over a block's labels and weights (``X`` is not read): NaN/infinity counts of
+    ``y`` and ``w``, the labels present, and their summed sample weights."""
+    labels, codes = np.unique(np.ravel(y), return_inverse=True)
+    counts = np.bincount(codes, weights=w, minlength=len(labels)).astype(np.float64)
+    return nonfinite_counts(y, w), labels, counts
 
 
-def _label_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.union1d(a, b)
-
-
-def _class_weights(X: np.ndarray, y: np.ndarray, w: Any, classes: np.ndarray) -> np.ndarray:
-    codes = np.searchsorted(classes, np.ravel(y))
-    return np.bincount(codes, weights=w, minlength=len(classes)).astype(np.float64)
+def _merge_label_summaries(a: tuple, b: tuple) -> tuple:
+    labels = np.union1d(a[1], b[1])
+    counts = np.zeros(len(labels))
+    for part in (a, b):
+        counts[np.searchsorted(labels, part[1])] += part[2]
+    return a[0] + b[0], labels, counts
 
 
 def _encode(X: np.ndarray, y: np.ndarray, w: Any, classes: np.ndarray,
@@ -100,51 +105,89 @@ def _encode(X: np.ndarray, y: np.ndarray, w: Any, classes: np.ndarray,
     return codes, (None if w is None else np.asarray(w, dtype=np.float64))
 
 
-def _binary_loss_grad(X: np.ndarray, enc: tuple, w: Any, coef: np.ndarray,
+#: Rows of a block taken together by the loss/gradient kernels: their slice of ``X`` (about
+#: 1 MB) stays in the core's cache between ``X @ w`` and ``X.T @ g``, so each evaluation reads
+#: the block from memory once instead of twice.
+_SLICE_BYTES = 1 << 20
+
+
+def _slices(X: np.ndarray) -> range:
+    return range(0, X.shape[0], max(64, _SLICE_BYTES // (8 * max(1, X.shape[1]))))
+
+
+def _binary_loss_grad(X: np.ndarray, codes: np.ndarray, sw: Any, coef: np.ndarray,
                       fit_intercept: bool) -> np.ndarray:
     """Summed weighted log-loss and its gradient: ``[loss, d/dw..., d/db]``."""
-    X, (codes, sw) = aligned(X), enc
     n_features = X.shape[1]
-    z = X @ coef[:n_features]
-    if fit_intercept:
-        z += coef[-1]
-    y = codes.astype(np.float64)
-    pointwise = np.logaddexp(0.0, z) - y * z
-    g = expit(z) - y
-    if sw is not None:
-        pointwise *= sw
-        g *= sw
-    out = np.empty(coef.size + 1)
-    out[0] = pointwise.sum()
-    out[1:n_features + 1] = X.T @ g
-    if fit_intercept:
-        out[-1] = g.sum()
+    w = coef[:n_features]
+    out = np.zeros(coef.size + 1)
+    grad = out[1:n_features + 1]
+    step = _slices(X).step
+    for start in _slices(X):
+        Xs = X[start:start + step]
+        z = Xs @ w
+        if fit_intercept:
+            z += coef[-1]
+        y = codes[start:start + step].astype(np.float64)
+        # log(1 + e^z) and expit(z) from one exponential, stable for any z
+        e = np.exp(-np.abs(z))
+        pointwise = np.maximum(z, 0.0) + np.log1p(e) - y * z
+        g = np.where(z >= 0.0, 1.0, e) / (1.0 + e) - y
+        if sw is not None:
+            s = sw[start:start + step]
+            pointwise *= s
+            g *= s
+        out[0] += pointwise.sum()
+        grad += g @ Xs
+        if fit_intercept:
+            out[-1] += g.sum()
     return out
 
 
-def _multinomial_loss_grad(X: np.ndarray, enc: tuple, w: Any, coef: np.ndarray,
+def _multinomial_loss_grad(X: np.ndarray, codes: np.ndarray, sw: Any, coef: np.ndarray,
                            fit_intercept: bool, n_classes: int) -> np.ndarray:
     """Summed weighted cross-entropy and its gradient w.r.t. the ``(classes, features [+1])``
     coefficient matrix (flattened), after the loss in position 0."""
-    X, (codes, sw) = aligned(X), enc
     W = coef.reshape(n_classes, -1)
     n_features = X.shape[1]
-    Z = X @ W[:, :n_features].T
-    if fit_intercept:
-        Z += W[:, -1]
-    rows = np.arange(len(codes))
-    lse = logsumexp(Z, axis=1)
-    pointwise = lse - Z[rows, codes]
-    G = np.exp(Z - lse[:, None])
-    G[rows, codes] -= 1.0
-    if sw is not None:
-        pointwise *= sw
-        G *= sw[:, None]
-    grad = np.empty_like(W)
-    grad[:, :n_features] = G.T @ X
-    if fit_intercept:
-        grad[:, -1] = G.sum(axis=0)
-    return np.concatenate([[pointwise.sum()], grad.ravel()])
+    Wx = W[:, :n_features].T
+    loss, grad = 0.0, np.zeros_like(W)
+    step = _slices(X).step
+    for start in _slices(X):
+        Xs, c = X[start:start + step], codes[start:start + step]
+        Z = Xs @ Wx
+        if fit_intercept:
+            Z += W[:, -1]
+        rows = np.arange(len(c))
+        top = Z.max(axis=1)
+        G = np.exp(Z - top[:, None])  # softmax and log-sum-exp from one exponential
+        total = G.sum(axis=1)
+        pointwise = top + np.log(total) - Z[rows, c]
+        G /= total[:, None]
+        G[rows, c] -= 1.0
+        if sw is not None:
+            s = sw[start:start + step]
+            pointwise *= s
+            G *= s[:, None]
+        loss += pointwise.sum()
+        grad[:, :n_features] += G.T @ Xs
+        if fit_intercept:
+            grad[:, -1] += G.sum(axis=0)
+    return np.concatenate([[loss], grad.ravel()])
+
+
+def _block_loss_grad(meta: tuple[int], X: np.ndarray, encoded: tuple, w: Any,
+                     coef: np.ndarray, fit_intercept: bool, n_classes: int,
+                     check: bool) -> np.ndarray:
+    """One block's summed loss and gradient (see the kernels above); with ``check`` (the
+    first evaluation) ``X`` is first checked for NaN and infinity, which spares a separate
+    pass over the data."""
+    if check:
+        check_finite_arrays([X], ["X"])
+    X, (codes, sw) = aligned(X), encoded
+    if n_classes == 2:
+        return _binary_loss_grad(X, codes, sw, coef, fit_intercept)
+    return _multinomial_loss_grad(X, codes, sw, coef, fit_intercept, n_classes)
 
 
 def _decision_block(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -231,18 +274,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """Fit on numpy or chunked ``X``/``y`` (and ``sample_weight``, chunked like ``X``)."""
         self._check_params()
         blocks, n_features = _fit_inputs(self, X, y, sample_weight, classifier=True)
-        self.classes_ = blocks.reduce(_block_labels, combine=_label_union)
+        nonfinite, self.classes_, counts = blocks.reduce(_label_summary,
+                                                         combine=_merge_label_summaries)
+        raise_nonfinite(nonfinite, ["y", "sample_weight"])
         n_classes = len(self.classes_)
         if n_classes < 2:
             raise ValueError("This solver needs samples of at least 2 classes in the data, "
                              f"but the data contains only one class: {self.classes_[0]!r}")
-        counts = blocks.reduce(_class_weights, self.classes_)
         check_weight_sum(counts)
         cw = self._class_weight_vector(counts)
         sw_sum = float(counts.sum() if cw is None else counts @ cw)
         encoded = RowBlocks([(p[0], e, None) for p, e in zip(
             blocks.parts, blocks.map(_encode, self.classes_, cw))], blocks.lengths,
             blocks.client)
+        workers = Workers.of(encoded.client)
+        metas = [(i,) for i in range(encoded.nblocks)]
+        unchecked = [is_chunked(X)]  # numpy X was checked by validate_data
         binary = n_classes == 2
         n_params = n_features + int(self.fit_intercept)
         shape = (1 if binary else n_classes, n_params)
@@ -255,11 +302,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         progress = {"iteration": 0, "loss": np.nan}
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
-            if binary:
-                total = encoded.reduce(_binary_loss_grad, w, self.fit_intercept)
-            else:
-                total = encoded.reduce(_multinomial_loss_grad, w, self.fit_intercept,
-                                       n_classes)
+            parts = map_grouped(encoded, workers, _block_loss_grad, metas, w,
+                                self.fit_intercept, n_classes, unchecked[0],
+                                row_bytes=8 * (n_features + 2))
+            unchecked[0] = False
+            total = np.zeros(w.size + 1)
+            for part in parts:  # block order: the same bits wherever the blocks ran
+                total += part
             pw = penalised * w
             loss = total[0] / sw_sum + 0.5 * l2 * float(pw @ pw)
             progress["loss"] = loss
@@ -341,6 +390,19 @@ def _moments(X: np.ndarray, y: np.ndarray, w: Any, center: bool) -> tuple:
     return n, mx, my, Xw.T @ Xc, Xw.T @ yc
 
 
+def _checked_moments(X: np.ndarray, y: np.ndarray, w: Any, center: bool) -> tuple:
+    """NaN/infinity counts of the block's arrays and its :func:`_moments`, in one task (the
+    check costs no separate pass over ``X``)."""
+    counts = nonfinite_counts(X, y, w)
+    with np.errstate(all="ignore"):  # non-finite input is reported from the counts
+        return counts, _moments(X, y, w, center)
+
+
+def _merge_checked_moments(a: tuple, b: tuple) -> tuple:
+    with np.errstate(all="ignore"):
+        return a[0] + b[0], _merge_moments(a[1], b[1])
+
+
 def _merge_moments(a: tuple, b: tuple) -> tuple:
     """Pairwise merge of :func:`_moments` results (exact, numerically stable)."""
     na, mxa, mya, xxa, xya = a
@@ -369,8 +431,9 @@ class _LeastSquares(RegressorMixin, BaseEstimator):
         """Fit on numpy or chunked ``X``/``y`` (and ``sample_weight``, chunked like ``X``)."""
         alpha = self._alpha()
         blocks, n_features = _fit_inputs(self, X, y, sample_weight, classifier=False)
-        n, mx, my, xx, xy = blocks.reduce(_moments, self.fit_intercept,
-                                          combine=_merge_moments)
+        nonfinite, (n, mx, my, xx, xy) = blocks.reduce(
+            _checked_moments, self.fit_intercept, combine=_merge_checked_moments)
+        raise_nonfinite(nonfinite, ["X", "y", "sample_weight"])
         check_weight_sum(n)
         if alpha > 0:
             coef = scipy.linalg.solve(xx + alpha * np.eye(n_features), xy, assume_a="pos")

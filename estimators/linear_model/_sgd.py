@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,18 +28,14 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from distml.estimators._data import (RowBlocks, _on_worker, aligned, apply_rows,
-                                     as_chunked, check_finite_arrays, check_sample_weight,
-                                     is_chunked, row_blocks)
+from distml.estimators._data import (RowBlocks, Workers, aligned, apply_rows, as_chunked,
+                                     check_finite_arrays, check_sample_weight, is_chunked,
+                                     map_grouped, row_blocks)
 
 __all__ = ["SGDClassifier", "SGDRegressor"]
 
 logger = logging.getLogger(__name__)
 
-#: At most this fraction of a worker's memory limit, shared by its threads, is taken by the
-#: input blocks of one training task (the blocks of a task are all loaded while it runs, so a
-#: worker's blocks are split into several tasks when they would not fit).
-TASK_MEMORY_FRACTION = 0.05
 _BLOCK_NAMES = ("X", "y", "sample_weight")
 
 _MARGIN_LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
@@ -116,46 +110,58 @@ def _split(X: np.ndarray, y: np.ndarray, w: Any, n_val: int, seed: int, held_out
     return X[mask], y[mask], w[mask]
 
 
-def _train_blocks(template: BaseEstimator, classes: Any, coef: np.ndarray,
-                  intercept: np.ndarray, t: float, want_loss: bool, check: bool,
-                  metas: list[tuple[int, int, int, int]], *parts: Any) -> list[tuple]:
-    """One SGD pass over each block, every block starting from ``coef``/``intercept``.
+def _shuffled_training_rows(X: Any, y: Any, w: Any, n_val: int, val_seed: int, seed: int
+                            ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The training rows of a block in the order ``seed`` shuffles them to, copied.
 
-    ``metas[i]`` is ``(block index, training seed, rows held out, validation seed)`` of the
-    ``i``-th ``(X, y, sample_weight)`` triple in ``parts``.  Returns per block ``(index,
-    coef, intercept, summed weight, summed loss)`` (the loss of the block's trained weights
-    on its training rows when ``want_loss``, else 0).  With ``check`` (the first epoch of a
-    call on chunked data) every block is first checked for NaN and infinity, which spares a
-    separate pass over the data; scikit-learn's own per-call finiteness checks are skipped.
+    One gather (a single ``take`` that also drops the held-out rows) followed by a
+    sequential SGD pass costs about 20% less than scikit-learn's own shuffling, which
+    visits the rows of a 40 MB block at random through an index: each row is then a cache
+    miss inside the dependent chain of SGD updates, while the gather's loads overlap.
+    ``w`` stays ``None`` when no sample weights were given.
     """
-    with config_context(assume_finite=True):
-        return [_train_block(template, classes, coef, intercept, t, want_loss, check, meta,
-                             *parts[3 * i:3 * i + 3]) for i, meta in enumerate(metas)]
+    y = np.ravel(y)
+    rows = np.arange(len(y)) if n_val == 0 else np.flatnonzero(
+        ~_validation_rows(len(y), n_val, val_seed))
+    order = rows[np.random.default_rng(seed).permutation(len(rows))]
+    X = np.take(np.asarray(X, dtype=np.float64), order, axis=0)
+    return X, y[order], None if w is None else np.asarray(w, dtype=np.float64)[order]
 
 
-def _train_block(template: BaseEstimator, classes: Any, coef: np.ndarray,
-                 intercept: np.ndarray, t: float, want_loss: bool, check: bool,
-                 meta: tuple[int, int, int, int], *block: Any) -> tuple:
+def _train_block(meta: tuple[int, int, int, int], X: Any, y: Any, w: Any,
+                 template: BaseEstimator, classes: Any, coef: np.ndarray,
+                 intercept: np.ndarray, t: float, want_loss: bool, check: bool) -> tuple:
+    """One SGD pass over a block, starting from ``coef``/``intercept``.
+
+    ``meta`` is ``(block index, training seed, rows held out, validation seed)``.  Returns
+    ``(index, coef, intercept, summed weight, summed loss)`` (the loss of the trained weights
+    on the block's training rows when ``want_loss``, else 0).  With ``check`` (the first
+    epoch of a call on chunked data) the block is first checked for NaN and infinity, which
+    spares a separate pass over the data; scikit-learn's own per-call finiteness checks are
+    skipped.
+    """
     index, seed, n_val, val_seed = meta
     if check:
-        check_finite_arrays(block, _BLOCK_NAMES)
-    X, y, w = _split(*block, n_val, val_seed, held_out=False)
+        check_finite_arrays((X, y, w), _BLOCK_NAMES)
+    X, y, w = _shuffled_training_rows(X, y, w, n_val, val_seed, seed)
     if classes is not None and not np.all(np.isin(y, classes)):
         unseen = np.setdiff1d(np.unique(y), classes)
         raise ValueError(f"y contains labels {unseen.tolist()} that are not in classes "
                          f"{np.asarray(classes).tolist()}")
-    weight = float(w.sum())
+    weight = float(len(y) if w is None else w.sum())
     if len(y) == 0 or weight == 0.0:
         return index, coef, intercept, 0.0, 0.0
-    est = clone(template).set_params(random_state=seed)
+    est = clone(template)  # shuffle=False: the rows arrive shuffled
     est.coef_, est.intercept_, est.t_ = coef.copy(), intercept.copy(), float(t)
     est.n_features_in_ = X.shape[1]
-    if classes is None:
-        est.partial_fit(X, y, sample_weight=w)
-    else:
-        est.classes_ = classes
-        est.partial_fit(X, y, classes=classes, sample_weight=w)
-    loss = _block_loss(template.loss, template.epsilon, classes, X, y, w, est.coef_,
+    with config_context(assume_finite=True):
+        if classes is None:
+            est.partial_fit(X, y, sample_weight=w)
+        else:
+            est.classes_ = classes
+            est.partial_fit(X, y, classes=classes, sample_weight=w)
+    loss = _block_loss(template.loss, template.epsilon, classes, X, y,
+                       np.ones(len(y)) if w is None else w, est.coef_,
                        est.intercept_) if want_loss else 0.0
     return index, est.coef_, est.intercept_, weight, loss
 
@@ -231,84 +237,20 @@ class _EpochReport:
         finish_activity(self.activity)
 
 
-# ---------------------------------------------------------------------- placement
-class _Workers:
-    """Threads and memory limit of each worker, read once per fit (one scheduler query)."""
-
-    def __init__(self, nthreads: dict[str, int], memory_limit: dict[str, int]) -> None:
-        self.nthreads = nthreads
-        self.memory_limit = memory_limit
-
-    @classmethod
-    def of(cls, blocks: RowBlocks) -> "_Workers":
-        if blocks.client is None:
-            return cls({"": os.cpu_count() or 1}, {"": 0})
-        info = blocks.client.scheduler_info()["workers"]
-        return cls({a: int(w["nthreads"]) for a, w in info.items()},
-                   {a: int(w.get("memory_limit") or 0) for a, w in info.items()})
-
-
-def _task_groups(metas: list[tuple], holders: list[str], workers: _Workers,
-                 block_bytes: list[int]) -> list[list[tuple]]:
-    """Blocks (``metas``, held by ``holders``) grouped into training tasks: each worker's
-    blocks dealt to its threads, a thread's share cut where its input would exceed
-    :data:`TASK_MEMORY_FRACTION` of the worker's memory limit divided by its threads."""
-    by_worker: dict[str, list[tuple]] = {}
-    for meta, holder in zip(metas, holders):
-        by_worker.setdefault(holder, []).append(meta)
-    groups = []
-    for worker, group in by_worker.items():
-        if worker in workers.nthreads:
-            lanes, share = workers.nthreads[worker], workers.memory_limit[worker]
-        else:  # blocks no worker holds (lost with one): any thread, the smallest share
-            lanes = sum(workers.nthreads.values())
-            share = min(workers.memory_limit.values(), default=0)
-        budget = share * TASK_MEMORY_FRACTION / max(1, workers.nthreads.get(
-            worker, max(workers.nthreads.values(), default=1)))
-        lanes = max(1, min(lanes, len(group)))
-        for lane in (group[i::lanes] for i in range(lanes)):
-            current, size = [], 0
-            for meta in lane:
-                nbytes = block_bytes[meta[0]]
-                if current and budget and size + nbytes > budget:
-                    groups.append(current)
-                    current, size = [], 0
-                current.append(meta)
-                size += nbytes
-            groups.append(current)
-    return groups
-
-
-def _run_round(blocks: RowBlocks, workers: _Workers, template: BaseEstimator, classes: Any,
+# ---------------------------------------------------------------------- rounds
+def _run_round(blocks: RowBlocks, workers: Workers, template: BaseEstimator, classes: Any,
                coef: np.ndarray, intercept: np.ndarray, t: float, want_loss: bool,
                check: bool, metas: list[tuple[int, int, int, int]]) -> list[tuple]:
     """Train the blocks named in ``metas`` from the given weights; one result per block.
 
     On a cluster the blocks go to the workers holding them, a few tasks per worker (see
-    :func:`_task_groups`); which task trains a block does not change its result.
+    :func:`~distml.estimators._data.map_grouped`); which task trains a block does not
+    change its result.
     """
-    client = blocks.client
-    if client is None:
-        def one(meta: tuple) -> list[tuple]:
-            return _train_blocks(template, classes, coef, intercept, t, want_loss, check,
-                                 [meta], *blocks.parts[meta[0]])
-        if len(metas) == 1:
-            return one(metas[0])
-        with ThreadPoolExecutor(min(len(metas), os.cpu_count() or 1)) as pool:
-            return [r for rs in pool.map(one, metas) for r in rs]
-    x_futures = [blocks.parts[m[0]][0] for m in metas]
-    who = client.who_has(x_futures)
-    holders = [(who.get(f.key) or [""])[0] for f in x_futures]
     row_bytes = 8 * (coef.shape[-1] + 2)  # X, y and sample_weight in float64
-    block_bytes = [n * row_bytes for n in blocks.lengths]
-    futures = []
-    for group in _task_groups(metas, holders, workers, block_bytes):
-        flat = [p for m in group for p in blocks.parts[m[0]]]
-        futures.append(client.submit(_on_worker, _train_blocks, template, classes, coef,
-                                     intercept, t, want_loss, check, group, *flat,
-                                     pure=False))
-    logger.debug("training %d blocks in %d tasks", len(metas), len(futures))
-    return [r for rs in client.gather(futures) for r in rs]
+    logger.debug("training %d blocks", len(metas))
+    return map_grouped(blocks, workers, _train_block, metas, template, classes, coef,
+                       intercept, t, want_loss, check, row_bytes=row_bytes)
 
 
 # ---------------------------------------------------------------------- estimators
@@ -373,7 +315,7 @@ class _PartitionedSGD(BaseEstimator):
         """The scikit-learn estimator a block task clones and runs one pass of."""
         params = dict(loss=self.loss, penalty=self.penalty, alpha=self.alpha,
                       l1_ratio=self.l1_ratio, fit_intercept=self.fit_intercept, max_iter=1,
-                      tol=None, shuffle=True, epsilon=self.epsilon,
+                      tol=None, shuffle=False, epsilon=self.epsilon,
                       learning_rate=self.learning_rate, eta0=self.eta0, power_t=self.power_t)
         if self._classifier:
             params["class_weight"] = class_weight
@@ -401,7 +343,7 @@ class _PartitionedSGD(BaseEstimator):
             raise ValueError("The validation set is too small: increase validation_fraction "
                              "or give more samples.")
         val_seeds = [_seed(self._seed, -1, b) for b in range(blocks.nblocks)]
-        workers = _Workers.of(blocks)
+        workers = Workers.of(blocks.client)
         per_round = blocks.nblocks if self.sync_every is None else self.sync_every * len(
             workers.nthreads)
         want_loss = self.tol is not None and not early_stopping
@@ -422,7 +364,7 @@ class _PartitionedSGD(BaseEstimator):
         self.n_iter_ = epochs
         return self
 
-    def _epoch(self, blocks: RowBlocks, workers: "_Workers", template: BaseEstimator,
+    def _epoch(self, blocks: RowBlocks, workers: Workers, template: BaseEstimator,
                classes_: Any, n_val: list[int], val_seeds: list[int], per_round: int,
                want_loss: bool, check: bool, early_stopping: bool) -> float | None:
         """One epoch from the current weights, which it updates; returns the objective that
