@@ -284,3 +284,61 @@ def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
     assert sum(k.startswith("search-batch-") for k in keys) == 4 * 3
     assert not [k for k in keys if k.startswith("search-final-")]
     assert_same_results(ours, skms.GridSearchCV(pipeline(), grid, cv=3).fit(X, y))
+
+
+class CountingScaler(TransformerMixin, BaseEstimator):
+    """StandardScaler that appends one line per fit to ``log`` (shared by the workers)."""
+
+    def __init__(self, log: str = "", with_mean: bool = True) -> None:
+        self.log = log
+        self.with_mean = with_mean
+
+    def fit(self, X, y=None):
+        with open(self.log, "a") as f:
+            f.write(f"{X.shape[1]}\n")
+        self.scaler_ = StandardScaler(with_mean=self.with_mean).fit(X)
+        return self
+
+    def transform(self, X):
+        return self.scaler_.transform(X)
+
+
+def test_column_transformer_branches_shared(client, digits, tmp_path):
+    """A ColumnTransformer branch (same transformer, parameters and columns) is fitted once
+    per fold for all values of the other branch's parameters and of the final step's; the
+    remainder and weights are stacked as scikit-learn stacks them."""
+    from sklearn.compose import ColumnTransformer
+    X, y = digits
+    fixed, varied = tmp_path / "fixed.log", tmp_path / "varied.log"
+    columns = ColumnTransformer(
+        [("scaled", CountingScaler(log=str(fixed)), list(range(0, 32))),
+         ("pca", CountingPCA(3, log=str(varied)), slice(32, 56)),
+         ("none", "drop", [])],
+        remainder="passthrough", transformer_weights={"pca": 0.5})
+    est = Pipeline([("columns", columns), ("clf", LogisticRegression(max_iter=300))])
+    grid = {"columns__pca__n_components": [2, 4, 6], "clf__C": [0.1, 1.0]}
+    ours = GridSearchCV(est, grid, cv=3, refit=False, progress=False).fit(X, y)
+    assert len(_fit_counts(fixed)) == 3          # 6 candidates, 3 folds: the scaler 3 times
+    assert len(_fit_counts(varied)) == 3 * 3
+    assert ours.n_prefix_fits_ == 3 + 3 * 3 + 3  # scaler, PCA, the passthrough remainder
+    ref = skms.GridSearchCV(est, grid, cv=3, refit=False).fit(X, y)
+    assert_same_results(ours, ref)
+
+
+def test_column_transformer_sparse_output_and_failures_like_scikit_learn(client, digits):
+    """Sparse branch outputs stacked sparse or dense by the training density as scikit-learn
+    decides it; a failing branch gives the candidate error_score, not the whole search."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+    X, y = digits
+    X = np.hstack([X, (X[:, 10:12] > 8)]).astype(float)
+    columns = ColumnTransformer([("hot", OneHotEncoder(handle_unknown="ignore"), [64, 65]),
+                                 ("pca", PCA(3), list(range(64)))], sparse_threshold=0.3)
+    est = Pipeline([("columns", columns), ("clf", LogisticRegression(max_iter=300))])
+    grid = {"columns__sparse_threshold": [0.0, 0.9], "columns__pca__n_components": [3, 100]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        ours = GridSearchCV(est, grid, cv=3, progress=False).fit(X, y)
+        ref = skms.GridSearchCV(est, grid, cv=3).fit(X, y)
+    assert_same_results(ours, ref)
+    assert np.isnan(ours.cv_results_["mean_test_score"]).sum() == 2  # PCA(100) on 66 columns

@@ -6,7 +6,8 @@ Nodes are keyed by a hash of what they compute (the fold, and every step up to t
 parameters), so candidates that share a pipeline prefix share its nodes: ``StandardScaler ->
 PCA(n) -> LogisticRegression(C)`` over 4 values of ``n`` and 4 of ``C`` on 3 folds fits the scaler
 3 times and PCA 12 times, not 48.  The branches of a ``FeatureUnion`` step are nodes of their own,
-so a branch whose parameters do not change is fitted once for all values of its siblings'.
+so a branch whose parameters do not change is fitted once for all values of its siblings';
+``ColumnTransformer`` branches likewise (see :mod:`._columns`).
 
 The functions named ``run_*`` execute on the workers.  A failing fit returns a :class:`Failure`
 (unless ``error_score="raise"``), which later nodes pass on, so one raising candidate never stops
@@ -139,18 +140,26 @@ def _hstack(parts: list) -> Any:
     return np.hstack(parts)
 
 
+def first_failure(source: Any, branches: tuple) -> Failure | None:
+    """The failure a join passes on: its input's, else its first failed branch's."""
+    return next((b for b in (source, *branches) if isinstance(b, Failure)), None)
+
+
+def empty_stage(X_train: Any, X_test: Any, spent: float, warned: list) -> Stage:
+    """The output of a join with no branch: no columns."""
+    return Stage(np.zeros((_num_samples(X_train), 0)), np.zeros((_num_samples(X_test), 0)),
+                 spent, warned)
+
+
 def run_union(fold: FoldData, source: Any, weights: list, *branches: Any) -> Stage | Failure:
     """Join the outputs of a FeatureUnion's branches (weighted, side by side), as the union's
     own ``fit_transform`` and ``transform`` would."""
-    if isinstance(source, Failure):
-        return source
-    for b in branches:
-        if isinstance(b, Failure):
-            return b
+    failed = first_failure(source, branches)
+    if failed is not None:
+        return failed
     X_train, X_test, spent, warned = _inputs(fold, source)
     if not branches:
-        return Stage(np.zeros((_num_samples(X_train), 0)), np.zeros((_num_samples(X_test), 0)),
-                     spent, warned)
+        return empty_stage(X_train, X_test, spent, warned)
     weigh = lambda X, w: X if w is None else X * w  # noqa: E731
     train = _hstack([weigh(b.X_train, w) for b, w in zip(branches, weights)])
     test = _hstack([weigh(b.X_test, w) for b, w in zip(branches, weights)])
@@ -342,6 +351,25 @@ class SearchPlan:
         return self._add("union", _join(source_id, name, self._hash(union)), run_union,
                          Ref(fold), Ref(source), weights, *branches)
 
+    def _columns(self, fold: str, source: str, source_id: str, name: str, step: Any,
+                 branches: list) -> str:
+        """One node per branch of a ColumnTransformer (see :mod:`._columns`), one joining."""
+        from distml.estimators.model_selection._columns import (REMAINDER, run_column_branch,
+                                                                run_column_join)
+        selections = [columns for _, _, columns, _ in branches if not (
+            isinstance(columns, str) and columns == REMAINDER)]
+        refs = []
+        for bname, trans, columns, weight in branches:
+            what = self._hash(trans) if not isinstance(trans, str) else trans
+            spec = token(columns, weight, selections if columns is REMAINDER else None)
+            ident = _join(source_id, name, bname, what, spec)
+            refs.append(Ref(self._add("step", ident, run_column_branch, trans, Ref(fold),
+                                      Ref(source), columns, selections, weight,
+                                      self.error_score)))
+        return self._add("columns", _join(source_id, name, self._hash(step)), run_column_join,
+                         Ref(fold), Ref(source), [b[0] for b in branches],
+                         step.sparse_threshold, self.error_score, *refs)
+
     def _hash(self, obj: Any) -> str:
         """:func:`token` of ``obj``, computed once per object (the configured steps of a
         candidate are the same objects on every fold)."""
@@ -363,6 +391,7 @@ class SearchPlan:
 
     def add_candidate(self, params: dict, fold: str) -> str:
         """Add the nodes evaluating candidate ``params`` on ``fold``; return the last one's key."""
+        from distml.estimators.model_selection._columns import column_branches
         steps, whole = self._recipe(params)
         tail = (self.scorer, self.return_train_score, self.error_score, self.score_names)
         if steps is None:
@@ -373,9 +402,12 @@ class SearchPlan:
             if is_skipped(step):
                 continue
             ident = _join(source_id, name, self._hash(step), self._hash(fit))
+            columns = None if fit else column_branches(step)
             if (isinstance(step, FeatureUnion) and not fit
                     and not getattr(step, "_sklearn_output_config", None)):
                 source = self._union(fold, source, source_id, name, step)
+            elif columns is not None:
+                source = self._columns(fold, source, source_id, name, step, columns)
             else:
                 source = self._add("step", ident, run_step, step, Ref(fold), Ref(source), fit,
                                    self.error_score)
