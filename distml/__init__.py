@@ -27,7 +27,7 @@ _EXPORTS = {
     **{name: "distml.errors" for name in (
         "AuthenticationError", "CancelledError", "CommClosedError", "CycleError", "DistmlError",
         "GraphError", "KeyLostError", "ProtocolError", "RemoteTaskError", "SerializationError",
-        "TimeoutError", "WorkerDiedError")},
+        "TimeoutError", "WorkerDiedError", "NoWorkersError")},
 }
 
 __all__ = sorted(_EXPORTS)

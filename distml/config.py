@@ -87,6 +87,11 @@ class Config:
     transition_log_length: int = 100_000
     #: How many times a task may be on a worker that dies before it is failed.
     allowed_failures: int = 3
+    #: Seconds the scheduler may have no worker at all while tasks wait, before they fail with
+    #: ``NoWorkersError``; ``None`` waits for workers to join (as for a scheduler started before
+    #: its workers). Tasks fail at once, whatever this says, when the last worker is gone and
+    #: every nanny that ran one has given up restarting it.
+    no_workers_timeout: float | None = None
     #: Progress bars (``distml.progress``, long computes, fits, searches) on interactive
     #: terminals; ``DISTML_PROGRESS=0`` turns them off.
     progress: bool = True

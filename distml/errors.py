@@ -43,6 +43,11 @@ class WorkerDiedError(DistmlError):
     """A task was running on workers that died too many times; the message says why."""
 
 
+class NoWorkersError(WorkerDiedError):
+    """No worker is left to run a task and none is coming back (their nannies gave up
+    restarting them, or none joined within ``no_workers_timeout``); the message says why."""
+
+
 class TimeoutError(DistmlError, TimeoutError):  # noqa: A001 - subclass of the builtin, on purpose
     """An operation did not finish within the time it was given."""
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 
 import psutil
 
@@ -65,7 +66,11 @@ class WorkerSupervisor:
         self.args = args
         self.memory_limit = memory_limit
         self.restart = restart
-        self.env = dict(env or os.environ, DISTML_SECRET=config.secret or "", DISTML_NANNY="1")
+        #: Names this nanny to the scheduler (its workers register with it), so that the
+        #: scheduler knows whether a replacement is coming when a worker dies.
+        self.id = f"nanny-{uuid.uuid4().hex}"
+        self.env = dict(env or os.environ, DISTML_SECRET=config.secret or "",
+                        DISTML_NANNY=self.id)
         for name, value in worker_process_environment(args).items():
             self.env.setdefault(name, value)
         self.process: asyncio.subprocess.Process | None = None
@@ -137,12 +142,21 @@ class WorkerSupervisor:
             # Kill first: a worker still alive after the scheduler dropped it would reconnect.
             # The scheduler waits for this report before it says why the worker was lost.
             proc.kill()
-            asyncio.get_running_loop().create_task(self._report(reason))
+            asyncio.get_running_loop().create_task(self._report(reason, self._will_restart()))
 
-    async def _report(self, reason: str) -> None:
+    def _will_restart(self) -> bool:
+        """Whether the worker, if it died now, would be started again (not after
+        ``MAX_QUICK_DEATHS`` deaths in a row right after starting)."""
+        quick = time.monotonic() - self._started_at < QUICK
+        return self.restart and not self._closing and (
+            not quick or self._quick_deaths + 1 < MAX_QUICK_DEATHS)
+
+    async def _report(self, reason: str, restarting: bool) -> None:
+        """Tell the scheduler why the worker died and whether a new one is coming."""
         try:
             comm = await connect(self.scheduler_address, self.config, timeout=2)
-            await comm.send({"op": "worker-died", "address": self.address, "reason": reason})
+            await comm.send({"op": "worker-died", "address": self.address, "reason": reason,
+                             "nanny": self.id, "restarting": restarting})
             await asyncio.wait_for(comm.recv(), 2)
             await comm.close()
         except Exception as exc:  # noqa: BLE001 - the scheduler may be gone too
@@ -150,11 +164,16 @@ class WorkerSupervisor:
 
     async def _died(self, reason: str) -> None:
         logger.warning("worker %s %s", self.address, reason)
-        if self._kill_reason is None:  # a memory kill was reported before the kill
-            await self._report(reason)
+        restarting = self._will_restart()
         quick = time.monotonic() - self._started_at < QUICK
         self._quick_deaths = self._quick_deaths + 1 if quick else 0
-        if not self.restart or self._quick_deaths >= MAX_QUICK_DEATHS:
+        if self._kill_reason is None or not restarting:
+            # (a memory kill was reported before the kill, as a restart)
+            if self.restart and not restarting:
+                reason += (f"; {self._quick_deaths} deaths in a row within {QUICK:g} s of "
+                           "starting")
+            await self._report(reason, restarting)
+        if not restarting:
             if self.restart:
                 logger.error("worker died %d times right after starting; not restarting it",
                              self._quick_deaths)
@@ -166,6 +185,7 @@ class WorkerSupervisor:
         except DistmlError as exc:
             logger.error("could not restart the worker: %s", exc)
             self._closing = True
+            await self._report(f"{reason}; then it could not be restarted: {exc}", False)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the worker (terminate, then kill) and stop supervising."""

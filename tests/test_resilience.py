@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from distml import Client, LocalCluster
+import pytest
+
+from distml import Client, Config, LocalCluster, NoWorkersError, WorkerDiedError
 
 from conftest import wait_until
 
@@ -62,3 +64,39 @@ def test_small_partial_result_of_a_killed_worker_is_restored_not_recomputed(tmp_
         assert any(start == "released" and finish == "memory" and "remove_worker" in cause
                    for _, start, finish, cause in story), story
         assert not any("remove_worker" in cause for *_, cause in client.story(*leaf_keys))
+
+
+def end_process() -> None:
+    os._exit(1)
+
+
+def test_futures_fail_instead_of_waiting_when_every_nanny_gives_up():
+    config = Config.load(allowed_failures=10)  # the nanny gives up first (3 quick deaths)
+    with LocalCluster(n_workers=1, config=config) as cluster, Client(cluster) as client:
+        doomed = client.submit(end_process, pure=False)
+        behind = client.submit(add, doomed, 1)
+        innocent = client.submit(add, 1, 2)
+        for future in (doomed, behind):
+            with pytest.raises(NoWorkersError, match="gave up restarting") as info:
+                future.result(timeout=60)
+            assert "exited with code 1" in str(info.value)
+        assert isinstance(info.value, WorkerDiedError)  # caught with the other worker deaths
+        # the innocent task either ran before the last death or failed the same way
+        assert innocent.status in ("finished", "error")
+        if innocent.status == "error":
+            assert isinstance(innocent.exception(), NoWorkersError)
+        assert cluster.supervisors[0].restarts == 2
+        with pytest.raises(NoWorkersError):  # submitted while no worker can come: fails at once
+            client.submit(add, 2, 2).result(timeout=30)
+        cluster.add_worker()  # a worker joins again: work runs
+        assert client.submit(add, 3, 3).result(timeout=30) == 6
+
+
+def test_no_workers_timeout_fails_waiting_futures():
+    config = Config.load(no_workers_timeout=0.5)
+    with LocalCluster(n_workers=0, config=config) as cluster, Client(cluster) as client:
+        future = client.submit(add, 1, 1)
+        with pytest.raises(NoWorkersError, match="no worker joined the scheduler within 0.5 s"):
+            future.result(timeout=30)
+        cluster.add_worker()
+        assert client.submit(add, 1, 2).result(timeout=30) == 3

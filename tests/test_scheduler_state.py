@@ -431,6 +431,37 @@ def test_copies_are_dropped_oldest_first_past_their_budget():
         ResultCopies(-1)
 
 
+# ---------------------------------------------------------------------- no worker coming back
+def test_pending_tasks_fail_when_no_worker_is_coming_back():
+    s = new_state(A)
+    s.update_graph(C, {"done": spec()}, ["done"])
+    s.task_finished(A, "done", 8, 0.001, value=b"inline")  # the client holds it
+    s.update_graph(C, {"x": spec(), "y": spec("x")}, ["y"])
+    s.remove_worker(A, "exited with code 1")
+    assert s.tasks["x"].state == QUEUED  # waits for a worker: one may come
+    out = s.no_workers("A died and its nanny gave up restarting it")
+    erred = {m["key"]: m for m in ops(out, C, "key-erred")}
+    assert set(erred) == {"y"}  # x fails as y's input; done needs no worker
+    assert erred["y"]["kind"] == "no-workers" and erred["y"]["erred_key"] == "x"
+    assert "nanny gave up" in erred["y"]["text"] and "'x'" in erred["y"]["text"]
+    out = s.update_graph(C, {"z": spec()}, ["z"])  # submitted meanwhile: fails at once
+    assert [m["kind"] for m in ops(out, C, "key-erred")] == ["no-workers"]
+    s.add_worker(B, 1)  # a worker joins again: new work runs, failed work can be retried
+    out = s.update_graph(C, {"w": spec()}, ["w"])
+    assert computes(out, B) == ["w"]
+    s.task_finished(B, "w", 8, 0.001)
+    out = s.retry(C, ["y"])
+    assert computes(out, B) == ["x"]
+
+
+def test_no_workers_while_one_is_connected_changes_nothing():
+    s = new_state(A)
+    s.update_graph(C, {"x": spec()}, ["x"])
+    out = s.no_workers("a stale report")
+    assert ops(out, C, "key-erred") == [] and s.workerless is None
+    assert s.tasks["x"].state == PROCESSING
+
+
 # ---------------------------------------------------------------------- random simulations
 def _random_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
     deps = {}

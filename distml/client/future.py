@@ -13,8 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from distml.errors import (CancelledError, GraphError, KeyLostError, RemoteTaskError,
-                           TimeoutError, WorkerDiedError)
+from distml.errors import (CancelledError, GraphError, KeyLostError, NoWorkersError,
+                           RemoteTaskError, TimeoutError, WorkerDiedError)
 from distml.protocol import serialize
 
 if TYPE_CHECKING:
@@ -111,8 +111,8 @@ class FutureState:
                 exc = None
         if not isinstance(exc, BaseException):
             where = "" if self.erred_key in (None, self.key) else f" (in {self.erred_key!r})"
-            kind = {"worker-died": WorkerDiedError, "graph": GraphError}.get(self.kind,
-                                                                            RemoteTaskError)
+            kind = {"worker-died": WorkerDiedError, "no-workers": NoWorkersError,
+                    "graph": GraphError}.get(self.kind, RemoteTaskError)
             exc = kind(f"task {self.key!r} failed{where}: {self.text}")
         trace = self.remote_traceback()
         if trace:

@@ -112,6 +112,11 @@ class Scheduler:
         self._last_seen: dict[str, float] = {}
         self._leaving: set[str] = set()
         self._supervised: set[str] = set()
+        #: Nanny id -> True while it restarts its dead worker, False while its worker runs;
+        #: a nanny that gave up is removed (see :meth:`_check_workerless`).
+        self._nannies: dict[str, bool] = {}
+        self._gave_up: list[str] = []
+        self._workerless_since: float | None = time.monotonic()
         self._death_reasons: dict[str, str] = {}
         self._death_reported: dict[str, asyncio.Event] = {}
         self._received = time.time()
@@ -231,6 +236,9 @@ class Scheduler:
         self._last_seen[address] = time.monotonic()
         if header.get("nanny"):
             self._supervised.add(address)
+            if isinstance(header["nanny"], str):
+                self._nannies[header["nanny"]] = False
+        self._workerless_since = None
         reason = "connection closed"
         try:
             await comm.send({"op": "registered", "scheduler": self.address})
@@ -291,9 +299,19 @@ class Scheduler:
             self._leaving.add(address)
 
     async def _worker_died(self, comm: Comm, header: dict[str, Any]) -> None:
-        """A nanny says why its worker died (memory, signal, exit code)."""
+        """A nanny says why its worker died (memory, signal, exit code), and whether it starts
+        a new one."""
         address, reason = header.get("address"), header.get("reason")
-        if isinstance(address, str) and isinstance(reason, str):
+        nanny = header.get("nanny")
+        if isinstance(nanny, str) and isinstance(reason, str):
+            if header.get("restarting", True):
+                self._nannies[nanny] = True
+            else:
+                self._nannies.pop(nanny, None)
+                self._gave_up.append(f"{address} died ({reason}) and its nanny gave up "
+                                     "restarting it")
+        if isinstance(address, str) and isinstance(reason, str) and (
+                address in self.state.workers or address in self.streams):
             self._death_reasons.setdefault(address, reason)
             event = self._death_reported.pop(address, None)
             if event is not None:
@@ -303,6 +321,27 @@ class Scheduler:
                 await worker_comm.close()
         await comm.send({"op": "ok"})
         await comm.close()
+        self._check_workerless()
+
+    def _check_workerless(self) -> None:
+        """No worker left: fail what waits for one if none is coming back (every nanny that
+        ran a worker has given up) or, with ``no_workers_timeout``, none came in time."""
+        if self.state.workers or self.state.workerless is not None:
+            return
+        if self._workerless_since is None:
+            self._workerless_since = time.monotonic()
+        reason = None
+        if self._gave_up and not any(self._nannies.values()):
+            reason = "; ".join(self._gave_up[-3:])
+        timeout = self.config.no_workers_timeout
+        if reason is None and timeout is not None and \
+                time.monotonic() - self._workerless_since > timeout and \
+                any(ts.state in ("waiting", "queued") for ts in self.state.tasks.values()):
+            reason = f"no worker joined the scheduler within {timeout} s"
+        if reason is not None:
+            logger.error("no worker left and none coming back: %s", reason)
+            self._received = time.time()
+            self._apply(self.state.no_workers, reason)
 
     async def _drop_worker(self, address: str, reason: str) -> None:
         stream = self.streams.pop(address, None)
@@ -333,6 +372,7 @@ class Scheduler:
                 logger.warning("worker %s lost: %s", address, reason)
             self._received = time.time()
             self._apply(self.state.remove_worker, address, reason)
+        self._check_workerless()
 
     async def _serve_client(self, comm: Comm, header: dict[str, Any]) -> None:
         client_id = header.get("client") or f"client-{uuid.uuid4().hex}"
@@ -438,6 +478,7 @@ class Scheduler:
                 next_sample = self._received + MEMORY_SAMPLE_SECONDS
                 self.recorder.sample_memory(self.state.workers.values(), self._received)
             self._apply(self.state.balance)
+            self._check_workerless()
             if time.monotonic() > next_sweep:
                 next_sweep = time.monotonic() + self.config.unclaimed_timeout / 2
                 self._apply(self.state.sweep_unclaimed)

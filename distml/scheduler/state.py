@@ -27,10 +27,11 @@ from distml.scheduler.model import (ERRED, FORGOTTEN, MEMORY, PROCESSING, QUEUED
                                     TASK_OVERHEAD, WAITING, ClientState, Outbox, TaskState,
                                     WorkerState, key_prefix)
 from distml.scheduler.copies import ResultCopies
+from distml.scheduler.losses import WorkerLoss
 from distml.scheduler.placement import decide_worker, plan_steals
 
 
-class SchedulerState:
+class SchedulerState(WorkerLoss):
     """All tasks, workers and clients, and the rules that move tasks between states."""
 
     def __init__(self, config: Config | None = None):
@@ -57,6 +58,8 @@ class SchedulerState:
         self._guessed: dict[WorkerState, float] = defaultdict(float)
         #: Small results' bytes, handed back to a live worker when their holder dies.
         self.copies = ResultCopies(self.config.result_copies_bytes)
+        #: Why no worker will come (see :meth:`no_workers`); None while one may.
+        self.workerless: str | None = None
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
@@ -68,6 +71,8 @@ class SchedulerState:
     def _flush(self) -> Outbox:
         if self._holding:
             return {}
+        if self.workerless is not None and not self.workers:
+            self._fail_pending()
         self._dispatch()
         out, self._out = self._out, defaultdict(list)
         return dict(out)
@@ -255,6 +260,7 @@ class SchedulerState:
                    keys: dict[str, int] | None = None, stimulus_id: str = "") -> Outbox:
         """A worker joined (or rejoined, holding ``keys`` -> nbytes)."""
         self._stimulus = stimulus_id
+        self.workerless = None
         ws = self.workers.get(address)
         if ws is None:
             ws = self.workers[address] = WorkerState(address, name or address, max(1, nthreads),
@@ -281,46 +287,6 @@ class SchedulerState:
                 if address in self.workers:
                     self._send(address, {"op": "free", "keys": [key]})
         self._unclaimed_marked = set(self.unclaimed)
-        return self._flush()
-
-    def remove_worker(self, address: str, reason: str = "", stimulus_id: str = "") -> Outbox:
-        """A worker is gone: reschedule what ran there and recompute what only it held."""
-        self._stimulus = stimulus_id
-        ws = self.workers.pop(address, None)
-        if ws is None:
-            return self._flush()
-        for holders in self.unclaimed.values():
-            holders.pop(address, None)
-        lost = []
-        for ts in ws.has_what:
-            ts.who_has.discard(ws)
-            if not ts.who_has and ts.state == MEMORY:
-                lost.append(ts)
-        ws.has_what.clear()
-        self._lose_data(lost, f"its only holder {address} died ({reason or 'unknown cause'})")
-        suspects = {ts for ts in ws.processing if ts.started}
-        if not suspects and ws.processing:
-            # It died before saying what it had begun (a task that ends its process at once
-            # does that): the tasks first in its queue are the ones it was running.
-            suspects = set(sorted(ws.processing, key=lambda t: t.priority)[:ws.nthreads])
-        for ts in list(ws.processing):
-            self._stop_processing(ts)
-            if ts not in suspects:  # only queued there: not a suspect
-                self._transition(ts, RELEASED)
-                self._ensure_computing(ts)
-                continue
-            ts.suspicious += 1
-            if ts.suspicious > self.config.allowed_failures:
-                self._set_erred(ts, None, None,
-                                f"task {ts.key!r} was on {ts.suspicious} workers that died; the "
-                                f"last, {address}, died of: {reason or 'unknown cause'}", ts.key,
-                                "worker-died")
-            else:
-                self._transition(ts, RELEASED)
-                self._ensure_computing(ts)
-        for other in self.tasks.values():
-            if other.stealing_to is ws:
-                other.stealing_to = None
         return self._flush()
 
     def task_finished(self, worker: str, key: str, nbytes: int, duration: float,
@@ -547,19 +513,6 @@ class SchedulerState:
             else:
                 self._ready(ts)
 
-    def _restore(self, ts: TaskState) -> bool:
-        """Hand the scheduler's copy of ``ts``'s result to the least loaded worker, instead of
-        recomputing it (and the inputs it was made from); False when there is no copy or no
-        worker."""
-        value = self.copies.get(ts.key)
-        if value is None or not self.workers:
-            return False
-        ws = min(self.workers.values(), key=lambda w: (w.paused, w.load(), w.address))
-        self._send(ws.address, {"op": "restore", "key": ts.key, "value": value,
-                                "nbytes": ts.nbytes})
-        self._arrived(ts, ws, ts.nbytes, value)
-        return True
-
     # ------------------------------------------------------------------ placement
     def _forget_estimate(self, ts: TaskState, ws: WorkerState, estimate: float) -> None:
         """``ts`` no longer counts ``estimate`` on ``ws``: drop it from the guessed share."""
@@ -693,43 +646,6 @@ class SchedulerState:
                 dep.waiting_on.discard(ts)
                 if not dep.waiting_on:
                     self._ready(dep)
-
-    def _lose_data(self, lost: list[TaskState], why: str) -> None:
-        """The last copies of ``lost`` are gone: recompute what anything still needs.
-
-        All of them are marked released first, so that no recomputation is placed on the belief
-        that another lost result is still in memory. A result that every wanting client already
-        holds (it came inline) and no task waits for stays released: it is recomputed only if
-        something asks for it again.
-        """
-        for ts in lost:
-            self._transition(ts, RELEASED)
-            for cs in ts.who_wants - ts.delivered:
-                self._send(cs.id, {"op": "key-recomputing", "key": ts.key, "reason": why})
-        for ts in lost:
-            for dep in ts.dependents:
-                if dep.state == PROCESSING:
-                    # it would fail to fetch this input: take it back until it is recomputed
-                    self._send(dep.processing_on.address, {"op": "free", "keys": [dep.key]})
-                    self._stop_processing(dep)
-                    self._transition(dep, RELEASED)
-                    self._ensure_computing(dep)
-                elif dep.state in (WAITING, QUEUED) and ts.state != MEMORY:  # not restored
-                    if dep.state == QUEUED:
-                        self._transition(dep, WAITING)
-                    dep.waiting_on.add(ts)
-        for ts in lost:
-            if ts.state != RELEASED:
-                continue  # already restarted as an input of another lost task
-            if not self._needed(ts):
-                self._check_needed([ts])
-            elif not ts.waiters and ts.who_wants <= ts.delivered:
-                continue
-            elif ts.payload is None:
-                self._set_erred(ts, None, None, f"scattered data {ts.key!r} was lost: {why}",
-                                ts.key, "lost")
-            else:
-                self._ensure_computing(ts)
 
     def _inherit_error(self, ts: TaskState, failed: TaskState) -> None:
         self._set_erred(ts, failed.exception, failed.traceback, failed.exception_text,

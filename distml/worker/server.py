@@ -104,7 +104,7 @@ class Worker:
         self._spawn(self._heartbeat())
         if self.memory_limit:
             self._spawn(self._monitor_memory())
-        if os.environ.get("DISTML_NANNY") == "1":
+        if os.environ.get("DISTML_NANNY"):
             self._spawn(self._exit_with_nanny())
         logger.info("worker %s registered with %s", self.address, self.scheduler_address)
         return self
@@ -127,7 +127,7 @@ class Worker:
         await comm.send({"op": "register-worker", "address": self.address,
                          "nthreads": self.nthreads, "memory_limit": self.memory_limit,
                          "name": self.name or self.address, "pid": os.getpid(),
-                         "nanny": os.environ.get("DISTML_NANNY") == "1",
+                         "nanny": os.environ.get("DISTML_NANNY") or False,
                          "keys": dict(self.state.in_memory)})
         reply, _ = await comm.recv()
         if reply.get("op") != "registered":
