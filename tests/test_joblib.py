@@ -127,6 +127,21 @@ def test_effective_n_jobs_counts_the_cluster_threads(on_cluster):
     assert joblib.effective_n_jobs(5) == 5
 
 
+def test_thread_count_is_remembered_and_refreshed_in_the_background(client, monkeypatch):
+    from distml.parallel import threads
+
+    asked = []
+    nthreads = client.nthreads
+    monkeypatch.setattr(client, "nthreads", lambda: asked.append(1) or nthreads())
+    monkeypatch.setitem(threads._seen, client, (time.monotonic() - 60, 7))  # too old: asked
+    assert threads.total_threads(client, 10) == 2 and len(asked) == 1
+    assert threads.total_threads(client, 10) == 2 and len(asked) == 1  # fresh: remembered
+    threads._seen[client] = (time.monotonic() - 5, 7)  # stale: used, asked again meanwhile
+    assert threads.total_threads(client, 10) == 7
+    wait_until(lambda: threads._seen[client][1] == 2, what=lambda: threads._seen[client])
+    assert len(asked) == 2
+
+
 def test_options_are_checked():
     with pytest.raises(TypeError, match="scatter must be a list"):
         DistmlBackend(scatter="X")

@@ -27,21 +27,18 @@ import logging
 import operator
 import queue
 import threading
-import time
-import weakref
 from typing import Any, Callable, Iterator
 
 from joblib.parallel import ParallelBackendBase
 
 from distml.parallel.batches import (SCALAR_TYPES, ArgumentPlacer, MixedBatch, PackedCalls,
                                      Placed, SameFunctionBatch)
+from distml.parallel.threads import total_threads
 
 logger = logging.getLogger(__name__)
 
 _local_client = None
 _local_lock = threading.Lock()
-#: client -> (monotonic time, total threads) when last asked
-_threads_seen: "weakref.WeakKeyDictionary[Any, tuple[float, int]]" = weakref.WeakKeyDictionary()
 
 
 def _client_for_backend() -> Any:
@@ -195,27 +192,9 @@ class DistmlBackend(ParallelBackendBase):
         return max(1, self._total_threads() + 1 + n_jobs)
 
     def _total_threads(self) -> int:
-        """The cluster's threads, waiting up to ``wait_for_workers_timeout`` for a first worker.
-        Remembered per client for a second: scikit-learn asks several times per fit, and each
-        ``parallel_config`` block makes a new backend (asking costs a round trip to the
-        scheduler before the first batch can leave)."""
-        from distml.errors import TimeoutError
-
-        client = self._get_client()
-        seen_at, count = _threads_seen.get(client, (0.0, 0))
-        if count and time.monotonic() - seen_at < 1.0:
-            return count
-        deadline = time.monotonic() + self.wait_for_workers_timeout
-        while True:
-            count = sum(client.nthreads().values())
-            if count:
-                _threads_seen[client] = (time.monotonic(), count)
-                return count
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"joblib backend 'distml': no worker joined the cluster at "
-                                   f"{client.scheduler_address} within "
-                                   f"{self.wait_for_workers_timeout} s")
-            time.sleep(0.05)
+        """The cluster's threads (see :mod:`distml.parallel.threads`), waiting up to
+        ``wait_for_workers_timeout`` for a first worker."""
+        return total_threads(self._get_client(), self.wait_for_workers_timeout)
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, prefer: str | None = None,
                   require: str | None = None, **backend_kwargs: Any) -> int:
