@@ -106,6 +106,19 @@ def test_results_of_short_calls_come_with_their_completion(on_cluster, monkeypat
     assert len(fetched) >= 1
 
 
+def test_results_are_let_go_once_retrieved(on_cluster, cluster):
+    def doubles_on_cluster():
+        return [k for k in cluster.scheduler.state.tasks if k.startswith("double-")]
+
+    for calls, batch_size in ((200, 10), (1000, 5)):  # under and over held_results batches
+        assert Parallel(batch_size=batch_size)(delayed(double)(i) for i in range(calls)) == \
+            [2 * i for i in range(calls)]
+        wait_until(lambda: not doubles_on_cluster(), what=doubles_on_cluster)
+    with Parallel(batch_size=10) as parallel:  # the backend stays up between calls
+        assert parallel(delayed(double)(i) for i in range(200)) == [2 * i for i in range(200)]
+        wait_until(lambda: not doubles_on_cluster(), what=doubles_on_cluster)
+
+
 def test_batch_sizes_follow_the_measured_time_per_call():
     sizer = _BatchSizer(target=0.2)
     assert sizer.next_size() == 1

@@ -126,6 +126,8 @@ class DistmlBackend(ParallelBackendBase):
     #: queueing included): long enough to hide the cost of a task (a millisecond or two), short
     #: enough to spread the work evenly. joblib's own automatic batching aims at the same.
     target_batch_seconds = 0.2
+    #: Finished batches whose (small) results are let go together, in one message.
+    held_results = 64
 
     def __init__(self, nesting_level: int | None = None, inner_max_num_threads: int | None = None,
                  client: Any = None, scatter: list | tuple | None = None,
@@ -149,6 +151,8 @@ class DistmlBackend(ParallelBackendBase):
         self._sizer = _BatchSizer(self.target_batch_seconds)
         self._pending: dict[str, Any] = {}
         self._pending_lock = threading.Lock()
+        #: futures of finished batches whose small results are released in groups
+        self._held: list = []
         self._batch_functions: dict[int, tuple[Callable, SameFunctionBatch]] = {}
         self._nested: DistmlBackend | None = None
         self._completions: queue.SimpleQueue | None = None
@@ -216,9 +220,11 @@ class DistmlBackend(ParallelBackendBase):
         if self._completions is not None:
             self._completions.put(None)
         self._completions = self._callback_thread = None
+        self._release_held()
 
     def terminate(self) -> None:
         self._cancel_pending()
+        self._release_held()
         self._placer.clear()
         self._batch_functions.clear()
 
@@ -356,7 +362,27 @@ class DistmlBackend(ParallelBackendBase):
     def retrieve_result_callback(self, future: Any) -> Any:
         with self._pending_lock:
             self._pending.pop(future.key, None)
-        return _result(future)
+        value = _result(future)
+        if future._state.value is not None:  # noqa: SLF001 - came inline (see _result)
+            self._hold(future)
+        return value
+
+    def _hold(self, future: Any) -> None:
+        """Keep a finished batch's future a while before letting it go: releasing its result
+        costs messages (client to scheduler to worker) and a wake-up of the client's event
+        loop, once per batch; released in groups, they cost that once per group. Only results
+        that came with their completion (small, see ``inline_result_bytes``) are held."""
+        with self._pending_lock:
+            self._held.append(future)
+            if len(self._held) < self.held_results:
+                return
+            held, self._held = self._held, []
+        del held  # released here, in one message
+
+    def _release_held(self) -> None:
+        with self._pending_lock:
+            held, self._held = self._held, []
+        del held
 
     def _cancel_pending(self) -> None:
         with self._pending_lock:
