@@ -12,24 +12,31 @@ per worker, each worker supervised by a nanny that restarts it):
 * ``map``: ``client.map`` of 400 tasks of ~5 ms of busy work each, returning a small seeded
   array, then ``client.gather``.
 
-Each scenario first runs once to warm up, then 3 times undisturbed (their median is the
-reference time, their results must agree with each other and with numpy in this script).
-Then, in each of ``--trials`` trials, a timer thread sleeps a random fraction (5% to 95%,
-drawn from ``random.Random(--seed)``) of the median undisturbed time and SIGKILLs a random
-worker (``cluster.supervisors[j].kill()``).  A trial succeeds if its result equals the
-undisturbed one exactly; its slowdown is its time over the median undisturbed time.  A trial
-that raises or takes longer than ``--timeout`` seconds fails, its error is recorded, and the
-next trial runs.  The killing thread also times how long the replacement worker takes to join
-the scheduler.  Between trials the script waits for the replacement to be older than the
-nanny's "quick death" window (a worker that dies right after starting three times in a row is
-not restarted again; that guard is not what is measured here).
+Each scenario first runs once to warm up, then 3 times undisturbed (their results must agree
+with each other and with numpy in this script).  Then, in each of ``--trials`` trials, a timer
+thread sleeps a random fraction (5% to 95%, drawn from ``random.Random(--seed)``) of the
+median of those 3 runs and SIGKILLs a random worker (``cluster.supervisors[j].kill()``).  A
+trial succeeds if its result equals the undisturbed one exactly.  A trial that raises or takes
+longer than ``--timeout`` seconds fails, its error is recorded, and the next trial runs.  The
+killing thread also times how long the replacement worker takes to join the scheduler.
+Between trials the script waits for the replacement to be older than the nanny's "quick
+death" window (a worker that dies right after starting three times in a row is not restarted
+again; that guard is not what is measured here).
+
+Right before each trial the workload runs twice more undisturbed: once unmeasured (it warms up
+the previous trial's replacement, so that every trial starts from a steady cluster, as the
+first undisturbed runs do) and once measured.  A trial's slowdown is its time over the median
+of all undisturbed runs (the 3 first and one per trial), so that the reference covers the same
+stretch of time as the trials on a machine whose load comes and goes; ``paired slowdown`` is
+its time over the undisturbed run just before it.  The 1-minute load average is recorded at
+the start and end of each scenario and before each trial.
 
 The workers spill into a private folder (``Config.local_directory``): spill folders left behind
 (e.g. by killed workers) are counted once the cluster is closed, then removed.
 
 Usage::
 
-    .venv/bin/python experiments/chaos.py            # 20 trials per scenario (~4 minutes)
+    .venv/bin/python experiments/chaos.py            # 20 trials per scenario (~6 minutes)
     .venv/bin/python experiments/chaos.py --quick    # 4 trials, small sizes (smoke test)
 
 Results: a markdown table on stdout and ``experiments/results/chaos.{json,md}``
@@ -41,6 +48,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import shutil
 import statistics
@@ -210,6 +218,8 @@ class Killer(threading.Thread):
 
 def run_trial(cluster: LocalCluster, client: Client, workload: Workload, expected: Any,
               median: float, rng: random.Random, timeout: float) -> dict[str, Any]:
+    """One kill at a random fraction of ``median`` seconds into a run (the slowdown is
+    computed by the caller, against every undisturbed run)."""
     j = rng.randrange(N_WORKERS)
     killer = Killer(cluster, j, rng.uniform(0.05, 0.95) * median)
     error, trace = None, None
@@ -235,8 +245,22 @@ def run_trial(cluster: LocalCluster, client: Client, workload: Workload, expecte
     return {"worker": j, "kill_after_seconds": round(killer.delay, 4),
             "kill_during_run": killer.killed_at - start < seconds,
             "rejoin_seconds": killer.rejoin_seconds and round(killer.rejoin_seconds, 3),
-            "seconds": round(seconds, 4), "slowdown": round(seconds / median, 3),
-            "correct": error is None, "error": error, "traceback": trace}
+            "seconds": round(seconds, 4), "correct": error is None, "error": error,
+            "traceback": trace}
+
+
+def timed_run(client: Client, workload: Workload, expected: Any, timeout: float) -> float:
+    """Seconds of one undisturbed run, whose result must equal ``expected``."""
+    start = time.perf_counter()
+    result = workload.run(client, timeout)
+    seconds = time.perf_counter() - start
+    if not workload.equal(result, expected):
+        raise AssertionError(f"{workload.name}: undisturbed runs disagree")
+    return seconds
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def run_scenario(workload: Workload, trials: int, seed: int, timeout: float) -> dict[str, Any]:
@@ -246,6 +270,7 @@ def run_scenario(workload: Workload, trials: int, seed: int, timeout: float) -> 
     left behind can be counted (and removed) once the cluster is closed.
     """
     expected = workload.reference()
+    load_start = load_average()
     temp_root = Path(tempfile.mkdtemp(prefix="chaos-experiment-"))
     config = Config.load(local_directory=str(temp_root))
     with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, memory_limit=MEMORY_LIMIT,
@@ -260,25 +285,39 @@ def run_scenario(workload: Workload, trials: int, seed: int, timeout: float) -> 
             raise AssertionError(f"{workload.name}: undisturbed runs disagree")
         if not workload.close(results[0], expected):
             raise AssertionError(f"{workload.name}: undisturbed result differs from numpy's")
-        median = statistics.median(undisturbed)
+        first_median = statistics.median(undisturbed)
         rng = random.Random(seed)
         records = []
         for t in range(trials):
-            record = run_trial(cluster, client, workload, results[0], median, rng, timeout)
+            load = load_average()
+            workload.run(client, timeout)  # warms up the previous trial's replacement
+            before = timed_run(client, workload, results[0], timeout)
+            undisturbed.append(before)
+            record = run_trial(cluster, client, workload, results[0], first_median, rng,
+                               timeout)
+            record.update(load_average=load, undisturbed_before_seconds=round(before, 4),
+                          paired_slowdown=round(record["seconds"] / before, 3))
             records.append(record)
-            print(f"  {workload.name} trial {t + 1}/{trials}: worker {record['worker']} killed "
-                  f"after {record['kill_after_seconds']:.3f} s, {record['seconds']:.3f} s, "
+            print(f"  {workload.name} trial {t + 1}/{trials} (load {load}): worker "
+                  f"{record['worker']} killed after {record['kill_after_seconds']:.3f} s, "
+                  f"{record['seconds']:.3f} s (undisturbed just before: {before:.3f} s), "
                   f"{'ok' if record['correct'] else record['error']}", flush=True)
         restarts = sum(s.restarts for s in cluster.supervisors)
     spill_dirs_left = len(list(temp_root.iterdir()))
     shutil.rmtree(temp_root, ignore_errors=True)
+    median = statistics.median(undisturbed)
+    for record in records:
+        record["slowdown"] = round(record["seconds"] / median, 3)
     slowdowns = [r["slowdown"] for r in records if r["correct"]]
+    paired = [r["paired_slowdown"] for r in records if r["correct"]]
     rejoins = [r["rejoin_seconds"] for r in records if r["rejoin_seconds"] is not None]
     return {"undisturbed_seconds": [round(u, 4) for u in undisturbed],
             "median_undisturbed_seconds": round(median, 4), "trials": records,
             "correct": sum(r["correct"] for r in records), "n_trials": trials,
             "kills_during_run": sum(r["kill_during_run"] for r in records),
             "median_slowdown": round(statistics.median(slowdowns), 3) if slowdowns else None,
+            "median_paired_slowdown": round(statistics.median(paired), 3) if paired else None,
+            "load_average_start": load_start, "load_average_end": load_average(),
             "max_slowdown": round(max(slowdowns), 3) if slowdowns else None,
             "median_rejoin_seconds": round(statistics.median(rejoins), 3) if rejoins else None,
             "restarts": restarts, "spill_dirs_left_after_close": spill_dirs_left}
@@ -286,18 +325,21 @@ def run_scenario(workload: Workload, trials: int, seed: int, timeout: float) -> 
 
 # ----------------------------------------------------------------------------- report
 def markdown(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| scenario | correct | median slowdown | max slowdown | restarts | "
-             "undisturbed median (s) | kills during run | median rejoin (s) | "
-             "spill folders left |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| scenario | correct | median slowdown | max slowdown | median paired slowdown | "
+             "restarts | undisturbed median (s) | kills during run | median rejoin (s) | "
+             "spill folders left | load average (start, end) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         median = "-" if r["median_slowdown"] is None else f"{r['median_slowdown']:.2f}x"
         worst = "-" if r["max_slowdown"] is None else f"{r['max_slowdown']:.2f}x"
         rejoin = "-" if r["median_rejoin_seconds"] is None else f"{r['median_rejoin_seconds']:.2f}"
+        paired = "-" if r["median_paired_slowdown"] is None else \
+            f"{r['median_paired_slowdown']:.2f}x"
         lines.append(f"| {name} | {r['correct']}/{r['n_trials']} | {median} | {worst} | "
-                     f"{r['restarts']} | {r['median_undisturbed_seconds']:.3f} | "
+                     f"{paired} | {r['restarts']} | {r['median_undisturbed_seconds']:.3f} | "
                      f"{r['kills_during_run']}/{r['n_trials']} | {rejoin} | "
-                     f"{r['spill_dirs_left_after_close']} |")
+                     f"{r['spill_dirs_left_after_close']} | "
+                     f"{r['load_average_start']}, {r['load_average_end']} |")
     return "\n".join(lines)
 
 
@@ -324,8 +366,9 @@ def main() -> None:
         indent=2) + "\n")
     (RESULTS / f"chaos{suffix}.md").write_text(
         f"# Chaos: one worker SIGKILLed at a random moment, {trials} trials per scenario\n\n"
-        f"{N_WORKERS} workers, {MEMORY_LIMIT} each; slowdown = trial time / median of "
-        f"{UNDISTURBED_RUNS} undisturbed runs.\n\n{table}\n")
+        f"{N_WORKERS} workers, {MEMORY_LIMIT} each; slowdown = trial time / median of the "
+        f"{UNDISTURBED_RUNS} first undisturbed runs and one right before each trial; paired "
+        f"slowdown = trial time / the undisturbed run right before it.\n\n{table}\n")
 
 
 if __name__ == "__main__":
