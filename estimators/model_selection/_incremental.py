@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 
+import base64
 import math
 import numbers
+import pickle
 import queue
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +31,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 
 from distml.estimators._data import as_chunked, is_chunked
+from distml.estimators.model_selection._checkpoint import Checkpoint
+from distml.estimators.model_selection._graph import token
 from distml.estimators.model_selection._task_env import on_worker as _on_worker
 from distml.estimators.model_selection._split import train_test_split
 
@@ -66,14 +71,19 @@ def _concat(blocks: tuple) -> Any:
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def run_score(state: Trained, scorer: Callable, n_test: int, *test_blocks: Any) -> dict:
-    """Score a model on the test set (its blocks joined on this worker)."""
+def run_score(state: Trained, scorer: Callable, n_test: int, with_model: bool,
+              *test_blocks: Any) -> dict:
+    """Score a model on the test set (its blocks joined on this worker); with ``with_model``
+    the scored model comes back pickled too, for the checkpoint."""
     X = _concat(test_blocks[:n_test])
     y = _concat(test_blocks[n_test:])
     start = time.time()
     score = float(_on_worker(scorer, state.model, X, y))
-    return {"score": score, "score_time": time.time() - start, "calls": state.calls,
-            "partial_fit_time": state.fit_time}
+    out = {"score": score, "score_time": time.time() - start, "calls": state.calls,
+           "partial_fit_time": state.fit_time}
+    if with_model:
+        out["model"] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return out
 
 
 # ---------------------------------------------------------------------- where tasks run
@@ -123,7 +133,7 @@ class _Remote:
         return self.tags.pop(future.key), future.result()
 
     def value(self, handle: Any) -> Any:
-        return handle.result()
+        return handle if isinstance(handle, Trained) else handle.result()
 
 
 # ---------------------------------------------------------------------- brackets
@@ -169,7 +179,8 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
     """What both adaptive searches share: data placement, training rungs, results."""
 
     def _set_common(self, estimator: Any, parameters: Any, max_iter: Any, aggressiveness: int,
-                    test_size: Any, n_blocks: Any, random_state: Any, scoring: Any) -> None:
+                    test_size: Any, n_blocks: Any, random_state: Any, scoring: Any,
+                    checkpoint: Any) -> None:
         self.estimator = estimator
         self.parameters = parameters
         self.max_iter = max_iter
@@ -178,6 +189,7 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
         self.n_blocks = n_blocks
         self.random_state = random_state
         self.scoring = scoring
+        self.checkpoint = checkpoint
 
     @abstractmethod
     def _brackets(self, n_params: int) -> list[tuple[int, int]]:
@@ -190,6 +202,10 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
         if not hasattr(self.estimator, "partial_fit"):
             raise ValueError(f"{type(self).__name__} needs an estimator with partial_fit; "
                              f"{type(self.estimator).__name__} has none")
+        if self.checkpoint is not None and not isinstance(self.random_state, numbers.Integral):
+            raise ValueError("checkpoint needs an int random_state: with another, a rerun "
+                             "samples other candidates and splits the data differently, so "
+                             f"nothing recorded could be reused (got {self.random_state!r})")
         if not isinstance(self.aggressiveness, numbers.Integral) or self.aggressiveness < 2:
             raise ValueError(f"aggressiveness must be an integer >= 2, got "
                              f"{self.aggressiveness!r}")
@@ -232,6 +248,9 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
         runner = _Remote(client) if client is not None else _Local()
         scorer = check_scoring(self.estimator, self.scoring)
         blocks, X_test, y_test = self._place(runner, X, y, client)
+        checkpoint = None if self.checkpoint is None else Checkpoint(self.checkpoint)
+        search_id = self._search_id(X, y, fit_params, len(blocks)) if checkpoint else ""
+        replay: deque = deque()
         brackets, params = [], []
         for b, (n, calls) in enumerate(self._brackets(len(blocks))):
             sampled = list(ParameterSampler(self.parameters, n, random_state=self._seed(10 + b)))
@@ -249,38 +268,50 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
 
         def train(bracket: _Bracket) -> None:
             for m in bracket.alive:
+                stored = checkpoint.get(token(search_id, m, params[m], bracket.calls)) \
+                    if checkpoint else None
+                if stored is not None:  # scored by an earlier run: its model goes on from there
+                    trained = pickle.loads(base64.b64decode(stored.pop("model")))
+                    state[m], done_calls[m] = trained, bracket.calls
+                    replay.append(((bracket.index, m, trained), stored))
+                    continue
                 handle = state.get(m, models[m])
                 for call in range(done_calls[m], bracket.calls):
                     Xb, yb = blocks[call % len(blocks)]
                     handle = runner.submit(run_partial_fit, handle, Xb, yb, fit_params)
                 done_calls[m] = bracket.calls
                 state[m] = handle
-                runner.watch(runner.submit(run_score, handle, scorer, len(X_test), *test),
+                runner.watch(runner.submit(run_score, handle, scorer, len(X_test),
+                                           checkpoint is not None, *test),
                              (bracket.index, m, handle))
 
-        for bracket in brackets:
-            train(bracket)
-        waiting = sum(len(b.alive) for b in brackets)
-        while waiting:
-            (b, m, handle), result = runner.next()
-            waiting -= 1
-            record = {"model_id": m, "bracket": b, "params": params[m],
-                      "partial_fit_calls": result["calls"],
-                      "partial_fit_time": result["partial_fit_time"],
-                      "score": result["score"], "score_time": result["score_time"],
-                      "elapsed_wall_time": time.time() - start}
-            history.append(record)
-            if best is None or result["score"] > best[0]:
-                best = (result["score"], m, handle)
-            bracket = brackets[b]
-            bracket.scores[m] = result["score"]
-            if len(bracket.scores) == len(bracket.alive):
-                stopped = set(bracket.alive)
-                if bracket.next_rung():
-                    train(bracket)
-                    waiting += len(bracket.alive)
-                for m_stopped in stopped - set(bracket.alive):
-                    state.pop(m_stopped, None)
+        try:
+            for bracket in brackets:
+                train(bracket)
+            waiting = sum(len(b.alive) for b in brackets)
+            while waiting:
+                (b, m, handle), result = replay.popleft() if replay else runner.next()
+                waiting -= 1
+                if "model" in result:  # newly scored: recorded before anything else happens
+                    result["elapsed_wall_time"] = time.time() - start
+                    result["model"] = base64.b64encode(result["model"]).decode()
+                    checkpoint.record(token(search_id, m, params[m], result["calls"]),
+                                      {**result, "model_id": m})
+                history.append(self._record(m, b, params[m], result, start))
+                if best is None or result["score"] > best[0]:
+                    best = (result["score"], m, handle)
+                bracket = brackets[b]
+                bracket.scores[m] = result["score"]
+                if len(bracket.scores) == len(bracket.alive):
+                    stopped = set(bracket.alive)
+                    if bracket.next_rung():
+                        train(bracket)
+                        waiting += len(bracket.alive)
+                    for m_stopped in stopped - set(bracket.alive):
+                        state.pop(m_stopped, None)
+        finally:
+            if checkpoint is not None:
+                checkpoint.close()
         self._results(params, history, brackets)
         self.best_index_ = best[1]
         self.best_score_ = best[0]
@@ -289,6 +320,25 @@ class _AdaptiveSearch(MetaEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
         self.scorer_ = scorer
         self.multimetric_ = False
         return self
+
+    @staticmethod
+    def _record(m: int, b: int, params: dict, result: dict, start: float) -> dict:
+        """One line of ``history_`` for model ``m`` scored in bracket ``b``."""
+        return {"model_id": m, "bracket": b, "params": params,
+                "partial_fit_calls": result["calls"],
+                "partial_fit_time": result["partial_fit_time"],
+                "score": result["score"], "score_time": result["score_time"],
+                "elapsed_wall_time": result.get("elapsed_wall_time", time.time() - start)}
+
+    def _search_id(self, X: Any, y: Any, fit_params: dict, n_blocks: int) -> str:
+        """What makes two runs the same search for the checkpoint: the search's arguments
+        (``checkpoint`` aside), the data, fit parameters and the number of training blocks."""
+        from distml.estimators.model_selection._search import data_token
+        own = {k: v for k, v in self.get_params(deep=False).items() if k != "checkpoint"}
+        data = (("chunked", getattr(X, "name", None), getattr(X, "shape", None),
+                 getattr(y, "name", None)) if is_chunked(X) or is_chunked(y)
+                else data_token(np.asarray(X), np.asarray(y)))
+        return token(type(self).__name__, own, data, fit_params, n_blocks)
 
     def _results(self, params: list[dict], history: list[dict], brackets: list) -> None:
         self.history_ = history
@@ -346,15 +396,18 @@ class SuccessiveHalvingSearchCV(_AdaptiveSearch):
     best ``1/aggressiveness`` get ``aggressiveness`` times as many, until one is left or
     ``max_iter`` calls are reached.  Results in ``cv_results_`` (one row per model, scored on a
     held-out ``test_size`` share of the data), ``history_``, ``model_history_``, ``best_*``.
+    ``checkpoint="path"`` records every scored model (with the model itself) so that a rerun
+    with the same arguments, an int ``random_state`` and the same data goes on from there.
     """
 
     def __init__(self, estimator: Any, parameters: dict | list, *,
                  n_initial_parameters: int = 10, n_initial_iter: int = 1,
                  max_iter: int | None = None, aggressiveness: int = 3,
                  test_size: float | None = None, n_blocks: int | None = None,
-                 random_state: Any = None, scoring: Any = None) -> None:
+                 random_state: Any = None, scoring: Any = None,
+                 checkpoint: Any = None) -> None:
         self._set_common(estimator, parameters, max_iter, aggressiveness, test_size, n_blocks,
-                         random_state, scoring)
+                         random_state, scoring, checkpoint)
         self.n_initial_parameters = n_initial_parameters
         self.n_initial_iter = n_initial_iter
 
@@ -377,9 +430,9 @@ class HyperbandSearchCV(_AdaptiveSearch):
     def __init__(self, estimator: Any, parameters: dict | list, *, max_iter: int = 81,
                  aggressiveness: int = 3, test_size: float | None = None,
                  n_blocks: int | None = None, random_state: Any = None,
-                 scoring: Any = None) -> None:
+                 scoring: Any = None, checkpoint: Any = None) -> None:
         self._set_common(estimator, parameters, max_iter, aggressiveness, test_size, n_blocks,
-                         random_state, scoring)
+                         random_state, scoring, checkpoint)
 
     def _brackets(self, n_blocks: int) -> list[tuple[int, int]]:
         if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
