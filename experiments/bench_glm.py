@@ -5,7 +5,8 @@ Data: ``make_classification(n_samples=2_000_000, n_features=50, random_state=0)`
 200,000-row chunks (``--quick``: 200,000 rows in 20,000-row chunks).  The cluster systems get
 the blocks placed on their workers (distml: ``client.scatter``; dask: ``persist``) and run a
 small warm-up fit (module imports on the workers) before the clock starts, so only ``fit``
-is timed.  distml runs 2 workers x 1 thread; scikit-learn runs
+is timed; the systems take turns, run by run (``--repeat`` turns, both clusters up
+throughout), so that load from other work on a shared machine weighs on all alike.  distml runs 2 workers x 1 thread; scikit-learn runs
 ``LogisticRegression()`` (lbfgs) in this process with its default threading; dask-ml runs
 ``LogisticRegression(solver="lbfgs")`` on a 2-worker x 1-thread dask LocalCluster when
 ``dask_ml`` imports (else "n/a").  Reported: fit time (best of ``--repeat``), L-BFGS
@@ -28,8 +29,9 @@ import gc
 import json
 import os
 import platform
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.datasets import make_classification
@@ -44,40 +46,60 @@ def rel_diff(coef: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(np.ravel(coef) - np.ravel(ref))) / np.max(np.abs(ref)))
 
 
-def run_sklearn(X: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-    seconds, model = best_of(lambda: LogisticRegression().fit(X, y), repeat)
-    return {"system": "scikit-learn (1 process)", "seconds": seconds,
-            "n_iter": int(model.n_iter_[0]), "coef": model.coef_}
-
-
-def run_distml(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int) -> dict[str, Any]:
+def systems(X: np.ndarray, y: np.ndarray, chunk: int, stack: ExitStack
+            ) -> list[tuple[str, Callable[[], Any] | None, str | None]]:
+    """``(system, fit, note)`` for every timed system, the clusters started, loaded and
+    warmed up (kept open by ``stack``); ``fit`` is None (and ``note`` says why) when a peer
+    is not installed."""
     import distml.array as da
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
     from distml.estimators.linear_model._glm import LogisticRegression
 
-    with distml_data(X, y, chunk) as (Xd, yd):
-        LogisticRegression().fit(*warm_up_sample(X, y, 2000, da.from_array))
-        seconds, model = best_of(lambda: LogisticRegression().fit(Xd, yd), repeat)
-    return {"system": "distml (2 workers x 1 thread)", "seconds": seconds,
-            "n_iter": int(model.n_iter_[0]), "coef": model.coef_}
-
-
-def run_dask_ml(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int) -> dict[str, Any]:
+    out: list[tuple[str, Callable[[], Any] | None, str | None]] = [
+        ("scikit-learn (1 process)", lambda: SkLogisticRegression().fit(X, y), None)]
+    Xd, yd = stack.enter_context(distml_data(X, y, chunk))
+    LogisticRegression().fit(*warm_up_sample(X, y, 2000, da.from_array))
+    out.append(("distml (2 workers x 1 thread)", lambda: LogisticRegression().fit(Xd, yd),
+                None))
     name = "dask-ml lbfgs (2 workers x 1 thread)"
     try:
         import dask.array as dsa
-        from dask_ml.linear_model import LogisticRegression
+        from dask_ml.linear_model import LogisticRegression as DaskLogisticRegression
     except ImportError as exc:
-        return {"system": name, "seconds": None, "n_iter": None, "coef": None,
-                "note": f"n/a ({exc})"}
-    with dask_data(X, y, chunk) as (Xd, yd):
-        LogisticRegression(solver="lbfgs").fit(*warm_up_sample(X, y, 2000, dsa.from_array))
-        seconds, model = best_of(lambda: LogisticRegression(solver="lbfgs").fit(Xd, yd),
-                                 repeat)
-    n_iter = getattr(model, "n_iter_", None)
-    return {"system": name, "seconds": seconds,
-            "n_iter": None if n_iter is None else int(np.ravel(n_iter)[0]),
-            "coef": np.asarray(model.coef_)}
+        out.append((name, None, f"n/a ({exc})"))
+        return out
+    Xk, yk = stack.enter_context(dask_data(X, y, chunk))
+    DaskLogisticRegression(solver="lbfgs").fit(*warm_up_sample(X, y, 2000, dsa.from_array))
+    out.append((name, lambda: DaskLogisticRegression(solver="lbfgs").fit(Xk, yk), None))
+    return out
+
+
+def run_in_turns(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int
+                 ) -> list[dict[str, Any]]:
+    """Every system once per turn, ``repeat`` turns, best time kept: load that comes and goes
+    on a shared machine then weighs on all systems alike instead of on whichever ran then."""
+    with ExitStack() as stack:
+        runs = systems(X, y, chunk, stack)
+        times: list[list[float]] = [[] for _ in runs]
+        models: list[Any] = [None] * len(runs)
+        for _ in range(repeat):
+            for i, (_, fit, _) in enumerate(runs):
+                if fit is not None:
+                    seconds, models[i] = best_of(fit, 1)
+                    times[i].append(seconds)
+                    gc.collect()
+    out = []
+    for (system, fit, note), t, model in zip(runs, times, models):
+        if fit is None:
+            out.append({"system": system, "seconds": None, "n_iter": None, "coef": None,
+                        "note": note})
+            continue
+        n_iter = getattr(model, "n_iter_", None)
+        out.append({"system": system, "seconds": min(t), "all_seconds": t,
+                    "n_iter": None if n_iter is None else int(np.ravel(n_iter)[0]),
+                    "coef": np.asarray(model.coef_)})
+    return out
 
 
 def main() -> None:
@@ -87,26 +109,26 @@ def main() -> None:
     args = parser.parse_args()
     n, chunk = (200_000, 20_000) if args.quick else (2_000_000, 200_000)
     X, y = make_classification(n_samples=n, n_features=50, random_state=0)
-    runs = [run_sklearn(X, y, args.repeat)]
-    gc.collect()
-    runs.append(run_distml(X, y, chunk, args.repeat))
-    gc.collect()
-    runs.append(run_dask_ml(X, y, chunk, args.repeat))
-    ref = runs[0]["coef"]
+    runs = run_in_turns(X, y, chunk, args.repeat)
+    ref, ref_seconds = runs[0]["coef"], runs[0]["seconds"]
     rows = []
     for r in runs:
-        rows.append({"system": r["system"], "seconds": r["seconds"], "n_iter": r["n_iter"],
+        rows.append({"system": r["system"], "seconds": r["seconds"],
+                     "vs_sklearn": None if r["seconds"] is None else r["seconds"] / ref_seconds,
+                     "all_seconds": r.get("all_seconds"), "n_iter": r["n_iter"],
                      "max_rel_coef_diff": None if r["coef"] is None else rel_diff(r["coef"], ref),
                      **({"note": r["note"]} if "note" in r else {})})
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     lines = [f"# LogisticRegression fit: {n:,} x 50, {chunk:,}-row chunks "
              f"({platform.machine()}, best of {args.repeat})", "",
-             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f} on "
-             f"{os.cpu_count()} cores (other work on the machine skews every figure).", "",
-             "| system | fit time (s) | iterations | max rel. coef diff vs sklearn |",
-             "|---|---:|---:|---:|"]
+             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f}, when it ended: "
+             f"{os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores (other work on the machine "
+             "skews every figure; the systems took turns run by run).", "",
+             "| system | fit time (s) | x sklearn | iterations | max rel. coef diff vs sklearn |",
+             "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['system']} | {fmt(r['seconds'], '.2f')} | "
+                     f"{fmt(r['vs_sklearn'], '.2f')} | "
                      f"{fmt(r['n_iter'], 'd')} | {fmt(r['max_rel_coef_diff'], '.2e')} |")
     for r in rows:
         if "note" in r:
@@ -117,7 +139,8 @@ def main() -> None:
     stem = "bench_glm_quick" if args.quick else "bench_glm"
     (RESULTS / f"{stem}.md").write_text(table)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
-        {"load_average_at_start": LOAD_AT_START, "n_samples": n, "n_features": 50,
+        {"load_average_at_start": LOAD_AT_START, "load_average_at_end": os.getloadavg()[0],
+         "n_samples": n, "n_features": 50,
          "chunk_rows": chunk, "repeat": args.repeat, "results": rows}, indent=2) + "\n")
 
 

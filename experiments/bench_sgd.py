@@ -19,8 +19,10 @@ learning rate, ``tol=None``, ``random_state=0``; the cluster systems are given
 * a scikit-learn ``partial_fit`` loop over the same blocks in this process, 1 and 5 epochs;
 * scikit-learn ``SGDClassifier(max_iter=1)`` and ``max_iter=5`` ``.fit`` on the whole array.
 
-Reported: seconds per epoch (best of ``--repeat``), held-out accuracy, and the distml
-epoch time as a fraction of dask-ml's and of the ``partial_fit`` loop's.
+The systems take turns, run by run (``--repeat`` turns, both clusters up throughout), so
+that load from other work on a shared machine weighs on all of them alike.  Reported:
+seconds per epoch (best of ``--repeat``, every time in the JSON), held-out accuracy, and the
+distml epoch time as a fraction of dask-ml's and of the ``partial_fit`` loop's.
 
 Usage::
 
@@ -39,8 +41,9 @@ import json
 import os
 import platform
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.datasets import make_classification
@@ -61,8 +64,13 @@ def row(system: str, epochs: int, seconds: float | None, accuracy: float | None,
     return {**out, "note": note} if note else out
 
 
-def run_sklearn(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                chunk: int, repeat: int) -> list[dict[str, Any]]:
+def systems(X: np.ndarray, y: np.ndarray, chunk: int, stack: ExitStack
+            ) -> list[tuple[str, int, Callable[[], Any], Callable[[Any], Any]]]:
+    """``(system, epochs, fit, the fitted model's scikit-learn estimator)`` for every timed
+    run, the clusters started, loaded and warmed up (kept open by ``stack``)."""
+    import distml.array as da
+    from distml.estimators.linear_model._sgd import SGDClassifier
+
     blocks = [(X[s:s + chunk], y[s:s + chunk]) for s in range(0, len(X), chunk)]
     classes = np.unique(y)
 
@@ -73,52 +81,56 @@ def run_sklearn(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nda
                 model.partial_fit(Xb, yb, classes=classes)
         return model
 
-    out = []
-    for epochs in (1, 5):
-        seconds, model = best_of(lambda: loop(epochs), repeat)
-        out.append(row("scikit-learn partial_fit loop (1 process)", epochs, seconds,
-                       model.score(X_test, y_test)))
-    for epochs in (1, 5):
-        seconds, model = best_of(lambda: SkSGDClassifier(max_iter=epochs, **SGD).fit(X, y),
-                                 repeat)
-        out.append(row(f"scikit-learn SGDClassifier(max_iter={epochs}).fit", epochs, seconds,
-                       model.score(X_test, y_test)))
-    return out
-
-
-def run_distml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-               chunk: int, repeat: int) -> list[dict[str, Any]]:
-    import distml.array as da
-    from distml.estimators.linear_model._sgd import SGDClassifier
-
-    out = []
-    with distml_data(X, y, chunk) as (Xd, yd):
-        SGDClassifier(n_epochs=1, **SGD).fit(*warm_up_sample(X, y, 4000, da.from_array))
-        for epochs in (1, 5):
-            seconds, model = best_of(
-                lambda: SGDClassifier(n_epochs=epochs, **SGD).fit(Xd, yd, classes=[0, 1]),
-                repeat)
-            out.append(row("distml SGDClassifier (2 workers x 1 thread)", epochs, seconds,
-                           model.score(X_test, y_test)))
-    return out
-
-
-def run_dask_ml(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                chunk: int, repeat: int) -> list[dict[str, Any]]:
+    Xd, yd = stack.enter_context(distml_data(X, y, chunk))
+    SGDClassifier(n_epochs=1, **SGD).fit(*warm_up_sample(X, y, 4000, da.from_array))
+    out = [("distml SGDClassifier (2 workers x 1 thread)", epochs,
+            lambda e=epochs: SGDClassifier(n_epochs=e, **SGD).fit(Xd, yd, classes=[0, 1]),
+            lambda m: m) for epochs in (1, 5)]
     name = "dask-ml Incremental(SGDClassifier) (2 workers x 1 thread)"
     try:
         import dask.array as dsa
         from dask_ml.wrappers import Incremental
     except ImportError as exc:
-        return [row(name, 1, None, None, note=f"n/a ({exc})")]
-    warnings.filterwarnings("ignore", message="Sending large graph")
-    with dask_data(X, y, chunk) as (Xd, yd):
-        classes = np.unique(y)
+        note = f"n/a ({exc})"
+        out.append((name, 1, None, lambda m: note))
+    else:
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        Xk, yk = stack.enter_context(dask_data(X, y, chunk))
         Incremental(SkSGDClassifier(**SGD)).fit(*warm_up_sample(X, y, 4000, dsa.from_array),
                                                 classes=classes)
-        seconds, model = best_of(
-            lambda: Incremental(SkSGDClassifier(**SGD)).fit(Xd, yd, classes=classes), repeat)
-    return [row(name, 1, seconds, float(model.estimator_.score(X_test, y_test)))]
+        out.append((name, 1, lambda: Incremental(SkSGDClassifier(**SGD)).fit(
+            Xk, yk, classes=classes), lambda m: m.estimator_))
+    out += [("scikit-learn partial_fit loop (1 process)", epochs, lambda e=epochs: loop(e),
+             lambda m: m) for epochs in (1, 5)]
+    out += [(f"scikit-learn SGDClassifier(max_iter={epochs}).fit", epochs,
+             lambda e=epochs: SkSGDClassifier(max_iter=e, **SGD).fit(X, y), lambda m: m)
+            for epochs in (1, 5)]
+    return out
+
+
+def run_in_turns(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                 chunk: int, repeat: int) -> list[dict[str, Any]]:
+    """Every system once per turn, ``repeat`` turns, best time kept: load that comes and goes
+    on a shared machine then weighs on all systems alike instead of on whichever ran then."""
+    with ExitStack() as stack:
+        runs = systems(X, y, chunk, stack)
+        times: list[list[float]] = [[] for _ in runs]
+        models: list[Any] = [None] * len(runs)
+        for _ in range(repeat):
+            for i, (_, _, fit, _) in enumerate(runs):
+                if fit is not None:
+                    seconds, models[i] = best_of(fit, 1)
+                    times[i].append(seconds)
+                    gc.collect()
+        out = []
+        for (system, epochs, fit, fitted), t, model in zip(runs, times, models):
+            if fit is None:
+                out.append(row(system, epochs, None, None, note=fitted(None)))
+            else:
+                out.append(row(system, epochs, min(t), float(fitted(model).score(X_test,
+                                                                                 y_test))))
+                out[-1]["all_seconds"] = t
+        return out
 
 
 def main() -> None:
@@ -130,10 +142,7 @@ def main() -> None:
     X, y = make_classification(n_samples=n, n_features=50, random_state=0)
     n_train = n - n // 10
     X, y, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
-    runs: list[dict[str, Any]] = []
-    for run in (run_distml, run_dask_ml, run_sklearn):
-        runs += run(X, y, X_test, y_test, chunk, args.repeat)
-        gc.collect()
+    runs = run_in_turns(X, y, X_test, y_test, chunk, args.repeat)
 
     def per_epoch(system: str, epochs: int = 1) -> float | None:
         return next((r["seconds_per_epoch"] for r in runs
@@ -152,8 +161,9 @@ def main() -> None:
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     lines = [f"# SGDClassifier: {n_train:,} x 50 training rows in {chunk:,}-row blocks, "
              f"{n - n_train:,} held out ({platform.machine()}, best of {args.repeat})", "",
-             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f} on "
-             f"{os.cpu_count()} cores (other work on the machine skews every figure).", "",
+             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f}, when it ended: "
+             f"{os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores (other work on the machine "
+             "skews every figure; the systems took turns run by run).", "",
              "| system | epochs | s / epoch | x dask-ml | x partial_fit loop | accuracy "
              "| acc. - sklearn fit |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
@@ -168,7 +178,8 @@ def main() -> None:
     stem = "bench_sgd_quick" if args.quick else "bench_sgd"
     (RESULTS / f"{stem}.md").write_text(table)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
-        {"load_average_at_start": LOAD_AT_START, "n_samples": n, "n_train": n_train,
+        {"load_average_at_start": LOAD_AT_START, "load_average_at_end": os.getloadavg()[0],
+         "n_samples": n, "n_train": n_train,
          "n_features": 50, "block_rows": chunk, "repeat": args.repeat, "results": runs}, indent=2) + "\n")
 
 
