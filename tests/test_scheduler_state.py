@@ -431,6 +431,22 @@ def test_copies_are_dropped_oldest_first_past_their_budget():
         ResultCopies(-1)
 
 
+def test_removal_is_final_only_when_an_error_would_name_the_death():
+    s = new_state(A, B, allowed_failures=1)
+    s.update_graph(C, {"x": spec()}, ["x"])
+    holder = s.tasks["x"].processing_on.address
+    s.task_started(holder, ["x"])
+    assert not s.removal_is_final(holder)  # x would be rescheduled: no need to wait
+    s.remove_worker(holder, "connection closed")
+    again = s.tasks["x"].processing_on.address
+    s.task_started(again, ["x"])
+    assert s.removal_is_final(again)  # a second death fails x: its cause goes in the error
+    s.add_worker("tcp://d:1", 1)
+    s.scatter(C, {"data": ["tcp://d:1"]}, {"data": 8})
+    assert s.removal_is_final("tcp://d:1")  # the only copy of scattered data
+    assert not s.removal_is_final("tcp://unknown:1")
+
+
 # ---------------------------------------------------------------------- no worker coming back
 def test_pending_tasks_fail_when_no_worker_is_coming_back():
     s = new_state(A)

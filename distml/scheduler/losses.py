@@ -10,7 +10,7 @@ reads no clock.
 from __future__ import annotations
 
 from distml.scheduler.model import (MEMORY, PROCESSING, QUEUED, RELEASED, WAITING, Outbox,
-                                    TaskState)
+                                    TaskState, WorkerState)
 
 
 class WorkerLoss:
@@ -31,11 +31,7 @@ class WorkerLoss:
                 lost.append(ts)
         ws.has_what.clear()
         self._lose_data(lost, f"its only holder {address} died ({reason or 'unknown cause'})")
-        suspects = {ts for ts in ws.processing if ts.started}
-        if not suspects and ws.processing:
-            # It died before saying what it had begun (a task that ends its process at once
-            # does that): the tasks first in its queue are the ones it was running.
-            suspects = set(sorted(ws.processing, key=lambda t: t.priority)[:ws.nthreads])
+        suspects = self._suspects(ws)
         for ts in list(ws.processing):
             self._stop_processing(ts)
             if ts not in suspects:  # only queued there: not a suspect
@@ -55,6 +51,25 @@ class WorkerLoss:
             if other.stealing_to is ws:
                 other.stealing_to = None
         return self._flush()
+
+    def removal_is_final(self, address: str) -> bool:
+        """Whether removing ``address`` now would fail something for good: a task at its last
+        allowed failure, or scattered data held only there. Only then is the cause of its
+        death (the nanny's report) worth waiting for, since the error will name it."""
+        ws = self.workers.get(address)
+        if ws is None:
+            return False
+        if any(ts.suspicious + 1 > self.config.allowed_failures for ts in self._suspects(ws)):
+            return True
+        return any(ts.payload is None and len(ts.who_has) == 1 for ts in ws.has_what)
+
+    def _suspects(self, ws: WorkerState) -> set[TaskState]:
+        """The tasks ``ws`` was running: those it said it started; if it died before saying
+        (a task that ends its process at once does that), the first in its queue."""
+        suspects = {ts for ts in ws.processing if ts.started}
+        if not suspects and ws.processing:
+            suspects = set(sorted(ws.processing, key=lambda t: t.priority)[:ws.nthreads])
+        return suspects
 
     def no_workers(self, reason: str, stimulus_id: str = "") -> Outbox:
         """No worker is left and none is coming (their nannies gave up, or none joined in

@@ -310,6 +310,9 @@ class Scheduler:
                 self._nannies.pop(nanny, None)
                 self._gave_up.append(f"{address} died ({reason}) and its nanny gave up "
                                      "restarting it")
+        if isinstance(address, str) and isinstance(reason, str):
+            logger.info("worker %s died: %s (%s)", address, reason,
+                        "restarting it" if header.get("restarting", True) else "not restarted")
         if isinstance(address, str) and isinstance(reason, str) and (
                 address in self.state.workers or address in self.streams):
             self._death_reasons.setdefault(address, reason)
@@ -351,8 +354,10 @@ class Scheduler:
             await stream.close()
         if comm is not None:
             await comm.close()
-        if address in self._supervised and address not in self._leaving:
-            # its nanny will say why it died: wait a moment for that
+        if address in self._supervised and address not in self._leaving and \
+                self.state.removal_is_final(address):
+            # an error will name why it died, and its nanny will say: wait a moment for that
+            # (otherwise its work is rescheduled at once; the report is only logged)
             event = self._death_reported.setdefault(address, asyncio.Event())
             if address not in self._death_reasons:
                 try:
