@@ -109,7 +109,7 @@ def test_grid_search_equals_scikit_learn(client, digits, case):
     ours = GridSearchCV(est, grid, progress=False, **kw).fit(X, y)
     ref = skms.GridSearchCV(est, grid, **kw).fit(X, y)
     assert_same_results(ours, ref)
-    # both refits ran in this process with multi-threaded BLAS: equal up to rounding
+    # ours refits on a worker with one BLAS thread, scikit-learn here: equal up to rounding
     assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
 
 
@@ -158,7 +158,7 @@ def test_each_prefix_fitted_once_per_fold(client, digits, tmp_path):
     grid = {"pca__n_components": [4, 8], "clf__C": [0.01, 0.1, 1.0]}
     ours = GridSearchCV(est, grid, cv=3, progress=False).fit(X, y)
     fits = _fit_counts(log)
-    # 2 PCA settings x 3 folds, plus the refit of the best pipeline in the client
+    # 2 PCA settings x 3 folds, plus the refit of the best pipeline (on a worker)
     assert len(fits) == 2 * 3 + 1
     assert sorted(fits[:-1]) == ["4"] * 3 + ["8"] * 3
     assert ours.n_prefix_fits_ == 3 + 2 * 3  # the scaler on 3 folds, PCA on 6 (fold, params)

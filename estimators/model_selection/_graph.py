@@ -221,6 +221,18 @@ def _fit(estimator: Any, X: Any, y: Any, fit_params: dict) -> None:
         estimator.fit(X, y, **fit_params)
 
 
+def _refit(estimator: Any, X: Any, y: Any, fit_params: dict) -> tuple[Any, float, list]:
+    start = time.time()
+    _, warned = _recording(_fit, estimator, X, y, fit_params)
+    return estimator, time.time() - start, warned
+
+
+def run_refit(estimator: Any, X: Any, y: Any, fit_params: dict) -> tuple[Any, float, list]:
+    """Fit the best candidate on all the data, as its candidate-folds were fitted (one BLAS
+    thread): the fitted estimator, the seconds it took and the warnings raised."""
+    return _on_worker(_refit, estimator, X, y, fit_params)
+
+
 def run_final(estimator: Any, fold: FoldData, source: Any, fit_params: dict, scorer: Any,
               return_train_score: bool, error_score: Any, score_names: list | None) -> dict:
     """Fit and score one candidate on one fold (after its shared prefix, if any)."""

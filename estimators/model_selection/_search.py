@@ -31,7 +31,7 @@ from sklearn.utils.validation import _check_method_params
 
 from distml.estimators._data import is_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
-from distml.estimators.model_selection._graph import SearchPlan, reissue, token
+from distml.estimators.model_selection._graph import SearchPlan, reissue, run_refit, token
 from distml.estimators.model_selection._progress import SearchProgress
 from distml.estimators.model_selection._run import default_batch_size, run_plan
 
@@ -88,17 +88,23 @@ class _DistributedSearch(metaclass=ABCMeta):
             raise ValueError("cv.split and cv.get_n_splits return inconsistent results. "
                              f"Expected {self.n_splits_} splits, got {len(splits)}")
         candidates = list(self._candidates())
-        out = self._evaluate(X, y, candidates, splits, scorers, routed)
+        client = _client()
+        data = (X, y) if client is None else tuple(client.scatter([X, y], broadcast=True)) \
+            if y is not None else (client.scatter(X, broadcast=True), None)
+        out = self._evaluate(X, y, data, client, candidates, splits, scorers, routed)
         results = self._format_results(candidates, self.n_splits_, out)
         self.multimetric_ = isinstance(out[0]["test_scores"], dict)
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
             refit_metric = self.refit
-        return self._finish(results, refit_metric, scorers, X, y, routed.estimator.fit)
+        return self._finish(results, refit_metric, scorers, X, y, routed.estimator.fit,
+                            placed=None if client is None else (client, *data))
 
     def _finish(self, results: dict, refit_metric: str, scorers: Any, X: Any, y: Any,
-                fit_params: dict) -> Any:
-        """Best candidate, refit and the fitted attributes, as scikit-learn sets them."""
+                fit_params: dict, placed: tuple | None = None) -> Any:
+        """Best candidate, refit and the fitted attributes, as scikit-learn sets them.  With
+        ``placed`` (the client and the data's futures) the refit runs on the cluster, as the
+        candidates' fits did; otherwise here."""
         if self.refit or not self.multimetric_:
             self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
             if not callable(self.refit):
@@ -107,20 +113,27 @@ class _DistributedSearch(metaclass=ABCMeta):
         if self.refit:
             self.best_estimator_ = clone(self.estimator).set_params(
                 **clone(self.best_params_, safe=False))
-            start = time.time()
-            if y is not None:
-                self.best_estimator_.fit(X, y, **fit_params)
+            if placed is not None:
+                client, X_ref, y_ref = placed
+                self.best_estimator_, self.refit_time_, warned = client.submit(
+                    run_refit, self.best_estimator_, X_ref, y_ref, fit_params,
+                    pure=False).result()
+                reissue(warned)
             else:
-                self.best_estimator_.fit(X, **fit_params)
-            self.refit_time_ = time.time() - start
+                start = time.time()
+                if y is not None:
+                    self.best_estimator_.fit(X, y, **fit_params)
+                else:
+                    self.best_estimator_.fit(X, **fit_params)
+                self.refit_time_ = time.time() - start
             if hasattr(self.best_estimator_, "feature_names_in_"):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
         self.scorer_ = scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
         self.cv_results_ = results
         return self
 
-    def _evaluate(self, X: Any, y: Any, candidates: list[dict], splits: list,
-                  scorers: Any, routed: Any) -> list[dict]:
+    def _evaluate(self, X: Any, y: Any, data: tuple, client: Any, candidates: list[dict],
+                  splits: list, scorers: Any, routed: Any) -> list[dict]:
         """One result dict per (candidate, fold), candidate-major, as scikit-learn's."""
         n_splits = len(splits)
         if not candidates or not n_splits:
@@ -129,15 +142,12 @@ class _DistributedSearch(metaclass=ABCMeta):
         if self.verbose > 0:
             print(f"Fitting {n_splits} folds for each of {len(candidates)} candidates, "
                   f"totalling {len(candidates) * n_splits} fits")
-        client = _client()
         score_names = list(scorers._scorers) if isinstance(scorers, _MultimetricScorer) else None
         # a callable scorer may look at the whole pipeline: then candidates are not split up
         share = not (callable(self.scoring) and not hasattr(self.scoring, "_score_func"))
         plan = SearchPlan(self.estimator, routed.estimator.fit, scorers, score_names,
                           self.return_train_score, self.error_score, share,
                           salt=uuid.uuid4().hex)
-        data = (X, y) if client is None else tuple(client.scatter([X, y], broadcast=True)) \
-            if y is not None else (client.scatter(X, broadcast=True), None)
         checkpoint = None if self.checkpoint is None else Checkpoint(self.checkpoint)
         data_id = data_token(X, y) if checkpoint is not None else ""
         out: list[dict | None] = [None] * (len(candidates) * n_splits)
