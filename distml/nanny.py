@@ -142,7 +142,8 @@ class WorkerSupervisor:
             # Kill first: a worker still alive after the scheduler dropped it would reconnect.
             # The scheduler waits for this report before it says why the worker was lost.
             proc.kill()
-            asyncio.get_running_loop().create_task(self._report(reason, self._will_restart()))
+            asyncio.get_running_loop().create_task(
+                self._report(self.address, reason, self._will_restart()))
 
     def _will_restart(self) -> bool:
         """Whether the worker, if it died now, would be started again (not after
@@ -151,41 +152,50 @@ class WorkerSupervisor:
         return self.restart and not self._closing and (
             not quick or self._quick_deaths + 1 < MAX_QUICK_DEATHS)
 
-    async def _report(self, reason: str, restarting: bool) -> None:
-        """Tell the scheduler why the worker died and whether a new one is coming."""
+    async def _report(self, address: str | None, reason: str, restarting: bool) -> None:
+        """Tell the scheduler why the worker at ``address`` died and whether a new one is
+        coming."""
         try:
             comm = await connect(self.scheduler_address, self.config, timeout=2)
-            await comm.send({"op": "worker-died", "address": self.address, "reason": reason,
+            await comm.send({"op": "worker-died", "address": address, "reason": reason,
                              "nanny": self.id, "restarting": restarting})
             await asyncio.wait_for(comm.recv(), 2)
             await comm.close()
         except Exception as exc:  # noqa: BLE001 - the scheduler may be gone too
-            logger.info("could not tell the scheduler why %s died: %s", self.address, exc)
+            logger.info("could not tell the scheduler why %s died: %s", address, exc)
 
     async def _died(self, reason: str) -> None:
         logger.warning("worker %s %s", self.address, reason)
         restarting = self._will_restart()
         quick = time.monotonic() - self._started_at < QUICK
         self._quick_deaths = self._quick_deaths + 1 if quick else 0
-        if self._kill_reason is None or not restarting:
-            # (a memory kill was reported before the kill, as a restart)
-            if self.restart and not restarting:
-                reason += (f"; {self._quick_deaths} deaths in a row within {QUICK:g} s of "
-                           "starting")
-            await self._report(reason, restarting)
+        dead = self.address
         if not restarting:
             if self.restart:
+                reason += (f"; {self._quick_deaths} deaths in a row within {QUICK:g} s of "
+                           "starting")
                 logger.error("worker died %d times right after starting; not restarting it",
                              self._quick_deaths)
             self._closing = True
+            await self._report(dead, reason, False)
             return
+        # the replacement starts while the scheduler hears of the death (a memory kill was
+        # reported before the kill)
+        report = None if self._kill_reason is not None else \
+            asyncio.get_running_loop().create_task(self._report(dead, reason, True))
         self.restarts += 1
         try:
             await self.start()
         except DistmlError as exc:
             logger.error("could not restart the worker: %s", exc)
             self._closing = True
-            await self._report(f"{reason}; then it could not be restarted: {exc}", False)
+            if report is not None:  # heard first, so that "given up" is the last word
+                await report
+                report = None
+            await self._report(dead, f"{reason}; then it could not be restarted: {exc}", False)
+        finally:
+            if report is not None:
+                await report
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the worker (terminate, then kill) and stop supervising."""

@@ -115,6 +115,8 @@ class Scheduler:
         #: Nanny id -> True while it restarts its dead worker, False while its worker runs;
         #: a nanny that gave up is removed (see :meth:`_check_workerless`).
         self._nannies: dict[str, bool] = {}
+        #: Worker address -> the id of the nanny that runs it.
+        self._nanny_of: dict[str, str] = {}
         self._gave_up: list[str] = []
         self._workerless_since: float | None = time.monotonic()
         self._death_reasons: dict[str, str] = {}
@@ -238,6 +240,7 @@ class Scheduler:
             self._supervised.add(address)
             if isinstance(header["nanny"], str):
                 self._nannies[header["nanny"]] = False
+                self._nanny_of[address] = header["nanny"]
         self._workerless_since = None
         reason = "connection closed"
         try:
@@ -305,7 +308,9 @@ class Scheduler:
         nanny = header.get("nanny")
         if isinstance(nanny, str) and isinstance(reason, str):
             if header.get("restarting", True):
-                self._nannies[nanny] = True
+                # (unless its replacement registered before this report arrived)
+                self._nannies[nanny] = not any(
+                    n == nanny and a != address for a, n in self._nanny_of.items())
             else:
                 self._nannies.pop(nanny, None)
                 self._gave_up.append(f"{address} died ({reason}) and its nanny gave up "
@@ -366,6 +371,7 @@ class Scheduler:
                 except asyncio.TimeoutError:
                     pass
         self._supervised.discard(address)
+        self._nanny_of.pop(address, None)
         self._death_reported.pop(address, None)
         reason = self._death_reasons.pop(address, reason)
         if address in self.state.workers:
