@@ -90,11 +90,19 @@ class Comm:
 
     async def recv(self) -> tuple[dict[str, Any], list[memoryview]]:
         """Receive one message; frames are writable memoryviews. A malformed or oversized
-        message closes the connection (the stream is out of sync) and raises ``ProtocolError``."""
+        message closes the connection (the stream is out of sync) and raises ``ProtocolError``,
+        after telling the peer why in an ``error`` message (best effort, for a second at most),
+        so that it does not send the same message again."""
         try:
             return await read_message(self._stream, self._limits)
         except ProtocolError as exc:
-            self._stream.close()
+            try:
+                await asyncio.wait_for(write_message(self._stream, {
+                    "op": "error", "message": str(exc)}), 1.0)
+            except (CommClosedError, asyncio.TimeoutError):
+                pass
+            finally:
+                self._stream.close()
             raise ProtocolError(f"from {self.peer_address}: {exc}") from None
 
     async def close(self) -> None:

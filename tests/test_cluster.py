@@ -102,7 +102,7 @@ def test_authenticated_peer_with_bad_messages_is_dropped_and_others_served():
             await comm.send({"op": "update-graph", "tasks": {"k": "not-a-dict"}, "keys": ["k"]})
             header, _ = await comm.recv()
             await comm.close()
-            return unbatch(header)
+            return [msg for msg, _ in unbatch(header)]
 
         replies = client._loop.run(misbehave())
         assert any(r["op"] == "error" and "update-graph" in r["message"] for r in replies)

@@ -172,6 +172,8 @@ def test_oversized_message_after_auth_closes_only_that_connection():
         try:
             comm = await connect(listener.address, config())
             await comm.send({"op": "big"}, [b"x" * 1001])
+            reply, _ = await comm.recv()  # told why, so that it does not send it again
+            assert reply["op"] == "error" and "exceeds the limit of 1000" in reply["message"]
             with pytest.raises(CommClosedError):
                 await comm.recv()
             return errors

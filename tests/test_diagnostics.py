@@ -206,7 +206,7 @@ def test_hostile_activity_message_disconnects_only_that_client(cluster, client):
         await comm.send({"op": "activity", "name": "x", "fields": {"a": [1, 2, 3]}})
         reply, _ = await comm.recv()
         await comm.close()
-        return unbatch(reply)[-1]
+        return unbatch(reply)[-1][0]
 
     reply = shared_loop().run(misbehave(), timeout=10)
     assert reply["op"] == "error" and "must be a number" in reply["message"]

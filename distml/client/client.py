@@ -27,7 +27,7 @@ from distml.diagnostics.progress import GraphProgress
 from distml.errors import CommClosedError, DistmlError, KeyLostError, ProtocolError, TimeoutError
 from distml.loop import shared_loop
 from distml.pool import ConnectionPool
-from distml.protocol import serialize
+from distml.protocol import payload, serialize
 from distml.worker.server import pack_frames, unpack_values
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,31 @@ def _token(frames: list, extra: Iterable[str] = ()) -> str:
     for item in extra:
         h.update(item.encode())
     return h.hexdigest()
+
+
+def _graph_message(tasks: dict[str, dict[str, Any]], keys: list[str], config: Config
+                   ) -> tuple[dict[str, Any], list]:
+    """An update-graph message: large payload parts (array arguments) travel as frames.
+
+    Raises ``ValueError`` for a message the scheduler would refuse (see ``max_frame_bytes`` and
+    ``max_header_bytes``), naming the limit, rather than letting it cut the connection."""
+    frames: list = []
+    wire, inline = {}, 0
+    for key, spec in tasks.items():
+        if payload.has_large_parts(spec["payload"]):
+            spec = {**spec, "payload": payload.to_header(spec["payload"], frames)}
+        wire[key] = spec
+        inline += sum(len(part) for part in spec["payload"] if type(part) is not int)
+    largest = max((memoryview(f).nbytes for f in frames), default=0)
+    if largest > config.max_frame_bytes:
+        raise ValueError(f"a task argument of {largest} bytes is larger than max_frame_bytes "
+                         f"({config.max_frame_bytes}); pass it as a chunked array, or raise "
+                         "DISTML_MAX_FRAME_BYTES for the scheduler, workers and client")
+    if inline > config.max_header_bytes // 2:
+        raise ValueError(f"{len(tasks)} tasks carry {inline} bytes of small arguments, over half "
+                         f"of max_header_bytes ({config.max_header_bytes}); submit them in "
+                         "several calls or scatter the data first")
+    return {"op": "update-graph", "tasks": wire, "keys": keys}, frames
 
 
 class Client:
@@ -87,6 +112,8 @@ class Client:
         self._comm: Comm | None = None
         self._stream: BatchedStream | None = None
         self._receiver: asyncio.Task | None = None
+        #: Why the scheduler cut us off for a bad message, if it did.
+        self._refusal: str | None = None
         self.status = "connecting"
         self.cluster = None
         self._own_cluster = False
@@ -145,18 +172,21 @@ class Client:
                 try:
                     msg, _ = await self._comm.recv()
                 except CommClosedError:
-                    if self.status != "running" or not await self._reconnect():
+                    # a scheduler that refused our message would refuse it again: no resubmit
+                    if self.status != "running" or self._refusal or not await self._reconnect():
                         return
                     continue
-                for sub in unbatch(msg):
+                for sub, _ in unbatch(msg):
                     self._handle(sub)
         finally:
             if self.status == "running":
                 self.status = "disconnected"
+            reason = (f"the scheduler refused a message from this client: {self._refusal}"
+                      if self._refusal else f"the connection to the scheduler at "
+                                            f"{self.scheduler_address} was lost")
             for state in list(self._states.values()):
                 if not state.done:
-                    state.finish(LOST, text=f"the connection to the scheduler at "
-                                            f"{self.scheduler_address} was lost")
+                    state.finish(LOST, text=reason)
             for reply in self._replies.values():
                 if not reply.done():
                     reply.set_exception(CommClosedError("scheduler connection closed"))
@@ -187,7 +217,7 @@ class Client:
             tasks: dict[str, dict[str, Any]] = {}
             for key in keys:
                 tasks.update(self._lineage.get(key, {}))
-        self._stream.send({"op": "update-graph", "tasks": tasks, "keys": keys})
+        self._stream.send(*_graph_message(tasks, keys, self.config))
         self.status = "running"
         self._connected.set()
         logger.info("reconnected to %s; resubmitted %d tasks for %d futures",
@@ -201,7 +231,7 @@ class Client:
         self._stream.send({"op": "info", "id": request_id})
         while True:
             msg, _ = await self._comm.recv()
-            for sub in unbatch(msg):
+            for sub, _ in unbatch(msg):
                 if sub.get("op") == "reply" and sub.get("id") == request_id:
                     return sub["result"]
                 self._handle(sub)
@@ -227,7 +257,8 @@ class Client:
                 reply.set_result(msg.get("result"))
             return
         if op == "error":
-            logger.error("scheduler reported an error: %s", msg.get("message"))
+            self._refusal = str(msg.get("message"))
+            logger.error("the scheduler refused a message from this client: %s", self._refusal)
             return
         state = self._states.get(msg.get("key"))
         if state is None:
@@ -246,12 +277,12 @@ class Client:
         elif op == "key-recomputing":
             state.reset()
 
-    def _send(self, msg: dict[str, Any]) -> None:
-        """Queue ``msg`` for the scheduler; safe from any thread, order preserved (releases
-        of futures dropped before this call go out before it)."""
+    def _send(self, msg: dict[str, Any], frames: list | None = None) -> None:
+        """Queue ``msg`` (with ``frames``) for the scheduler; safe from any thread, order
+        preserved (releases of futures dropped before this call go out before it)."""
         with self._outgoing_lock:
             self._queue_releases()
-            self._loop.call_soon(self._stream.send, msg)
+            self._loop.call_soon(self._stream.send, msg, frames or ())
 
     def _queue_releases(self) -> None:
         """Send the keys released so far as one message (called holding the outgoing lock)."""
@@ -370,11 +401,12 @@ class Client:
 
     def _submit_tasks(self, tasks: dict[str, dict[str, Any]], keys: list[str]) -> list[Future]:
         self._wait_connected()
+        message = _graph_message(tasks, keys, self.config)
         futures = [Future(k, self) for k in keys]
         with self._refs_lock:
             for key in keys:  # kept to resubmit if the scheduler restarts
                 self._lineage[key] = tasks
-        self._send({"op": "update-graph", "tasks": tasks, "keys": keys})
+        self._send(*message)
         return futures
 
     def get(self, dsk: Mapping, keys: Any, timeout: float | None = None) -> Any:

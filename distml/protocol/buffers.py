@@ -45,3 +45,17 @@ def aligned_parts(lengths: Sequence[int]) -> list[memoryview]:
         parts.append(view[offset:offset + length])
         offset += padded(length)
     return parts
+
+
+def writable(parts: Sequence) -> list:
+    """``parts`` as writable, aligned buffers: read-only ones (bytes that came inside a message
+    header) are copied into one aligned allocation, so that arrays rebuilt on them can be
+    written to and get BLAS; writable ones are used as they are."""
+    readonly = [i for i, part in enumerate(parts) if memoryview(part).readonly]
+    out = list(parts)
+    if readonly:
+        slots = aligned_parts([memoryview(parts[i]).nbytes for i in readonly])
+        for i, slot in zip(readonly, slots):
+            slot[:] = parts[i]
+            out[i] = slot
+    return out

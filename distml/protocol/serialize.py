@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import cloudpickle
 
 from distml.errors import SerializationError
+from distml.protocol.buffers import writable
 
 Frame = bytes | bytearray | memoryview
 
@@ -121,5 +122,5 @@ class TaskCodec:
     def loads(self, frames: Sequence[Frame]) -> tuple[Any, tuple, dict | None]:
         if len(frames) < 2:
             raise SerializationError("a task needs a function frame and an arguments frame")
-        args, kwargs = loads(frames[1:])
+        args, kwargs = loads([frames[1], *writable(frames[2:])])
         return self.load_function(bytes(frames[0])), args, kwargs

@@ -12,13 +12,14 @@ import itertools
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from distml.batched import BatchedStream, unbatch
 from distml.comm import Comm, Listener
 from distml.config import Config
 from distml.diagnostics.recorder import MEMORY_SAMPLE_SECONDS, Recorder
 from distml.errors import CommClosedError, ProtocolError
+from distml.protocol import payload
 from distml.scheduler.state import Outbox, SchedulerState
 
 logger = logging.getLogger(__name__)
@@ -92,12 +93,25 @@ def _check_registration(header: dict[str, Any]) -> tuple[str, int, int, dict[str
     return address, nthreads, memory_limit, keys
 
 
-def _check_graph_tasks(tasks: dict[str, Any]) -> None:
+def _check_graph_tasks(tasks: dict[str, Any], frames: Sequence[Any]) -> None:
+    """Check an update-graph's tasks and put each payload's large parts back from ``frames``."""
     for key, spec in tasks.items():
         if not isinstance(key, str) or not isinstance(spec, dict):
             raise ProtocolError("update-graph: tasks must map str keys to dicts")
-        if not isinstance(spec.get("payload"), list) or not isinstance(spec.get("deps", []), list):
-            raise ProtocolError(f"update-graph: task {key!r} needs a payload list and deps list")
+        if not isinstance(spec.get("deps", []), list):
+            raise ProtocolError(f"update-graph: task {key!r} needs a deps list")
+        try:
+            spec["payload"] = payload.from_header(spec.get("payload"), frames)
+        except ProtocolError as exc:
+            raise ProtocolError(f"update-graph: task {key!r}: {exc}") from None
+
+
+def _framed(msg: dict[str, Any]) -> tuple[dict[str, Any], list]:
+    """``msg`` ready to send: a compute message's large payload parts become frames."""
+    if msg.get("op") != "compute" or all(type(part) is bytes for part in msg["payload"]):
+        return msg, []
+    frames: list = []
+    return {**msg, "payload": payload.to_header(msg["payload"], frames)}, frames
 
 
 class Scheduler:
@@ -193,7 +207,8 @@ class Scheduler:
         for recipient, msgs in out.items():
             stream = self.streams.get(recipient)
             if stream is not None:
-                stream.send_many(msgs)
+                for msg in msgs:
+                    stream.send(*_framed(msg))
 
     def _apply(self, method: Callable[..., Outbox], *args: Any, **kwargs: Any) -> None:
         """Feed one event to the state machine, tagged with its cause for ``story``: the event's
@@ -256,7 +271,7 @@ class Scheduler:
                 self._received = time.time()
                 self._last_seen[address] = time.monotonic()
                 with self.state.hold():
-                    for sub in unbatch(msg):
+                    for sub, _ in unbatch(msg):
                         self._worker_message(address, sub)
                 self._route(self.state.flush())
         except CommClosedError:
@@ -401,11 +416,11 @@ class Scheduler:
         logger.info("client %s connected from %s", client_id, comm.peer_address)
         try:
             while True:
-                msg, _ = await comm.recv()
+                msg, frames = await comm.recv()
                 self._received = time.time()
                 with self.state.hold():
-                    for sub in unbatch(msg):
-                        self._client_message(client_id, sub)
+                    for sub, sub_frames in unbatch(msg, frames):
+                        self._client_message(client_id, sub, sub_frames)
                 self._route(self.state.flush())
         except CommClosedError:
             pass
@@ -422,11 +437,12 @@ class Scheduler:
             self.recorder.activities.remove_client(client_id)
             logger.info("client %s disconnected", client_id)
 
-    def _client_message(self, client_id: str, msg: dict[str, Any]) -> None:
+    def _client_message(self, client_id: str, msg: dict[str, Any], frames: Sequence[Any]
+                        ) -> None:
         op = check_message(msg, CLIENT_OPS)
         s = self.state
         if op == "update-graph":
-            _check_graph_tasks(msg["tasks"])
+            _check_graph_tasks(msg["tasks"], frames)
             self._apply(s.update_graph, client_id, msg["tasks"], msg["keys"])
         elif op == "release-keys":
             self._apply(s.release_keys, client_id, msg["keys"])

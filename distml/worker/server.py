@@ -12,16 +12,16 @@ import inspect
 import logging
 import os
 import sys
+from typing import Any, Sequence
 
 import psutil
-from typing import Any
 
 from distml.batched import BatchedStream, unbatch
 from distml.comm import Comm, Listener, connect, parse_address
 from distml.config import Config
 from distml.errors import CommClosedError, ProtocolError
 from distml.pool import ConnectionPool
-from distml.protocol import serialize
+from distml.protocol import payload, serialize
 from distml.sizeof import sizeof
 from distml.worker.context import close_worker_client
 from distml.worker.runner import TaskRunner, encode_exception
@@ -188,26 +188,25 @@ class Worker:
         try:
             while True:
                 try:
-                    msg, _ = await self._scheduler_comm.recv()
+                    msg, frames = await self._scheduler_comm.recv()
                 except CommClosedError:
                     if self._closing or not await self._reconnect():
                         return
                     continue
-                for sub in unbatch(msg):
-                    self._scheduler_message(sub)
+                for sub, sub_frames in unbatch(msg, frames):
+                    self._scheduler_message(sub, sub_frames)
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
             logger.error("bad message from the scheduler (%s); shutting down", exc)
         finally:
             await self.close()
 
-    def _scheduler_message(self, msg: dict[str, Any]) -> None:
+    def _scheduler_message(self, msg: dict[str, Any], frames: Sequence[Any] = ()) -> None:
         op = msg["op"]
         sm = self.state
         if op == "compute":
             key = msg["key"]
-            self.payloads[key] = msg["payload"]
-            self._carry_out(sm.compute(key, msg["payload"], msg["prio"], msg["deps"],
-                                       msg.get("nbytes")))
+            self.payloads[key] = task = payload.from_header(msg["payload"], frames)
+            self._carry_out(sm.compute(key, task, msg["prio"], msg["deps"], msg.get("nbytes")))
         elif op == "free":
             for key in msg["keys"]:
                 self.payloads.pop(key, None)
