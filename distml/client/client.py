@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from distml import graph
 from distml.batched import BatchedStream, unbatch
-from distml.client.future import (CANCELLED, ERROR, FINISHED, LOST, Future, FutureState,
-                                  wait)
+from distml.client.future import (CANCELLED, ERROR, FINISHED, LOST, PENDING, Future,
+                                  FutureState, wait)
 from distml.comm import Comm, connect
 from distml.config import Config
 from distml.diagnostics.progress import GraphProgress
@@ -484,6 +484,12 @@ class Client:
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
         flat = [f for f in _flatten_futures(futures)]
+        if self.status == "disconnected" and errors == "raise":
+            # the connection is gone for good: unfinished futures were marked lost, with why
+            failed = next((f._state for f in flat if f._state.status not in (PENDING, FINISHED)),
+                          None)
+            if failed is not None:
+                raise failed.error()
         values = self._sync(self._gather(flat, errors, timeout), None)
         return _shape_like(futures, lambda f: values.get(f.key, _SKIPPED), futures_mode=True)
 
