@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import joblib
@@ -19,6 +20,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from distml.client.future import RemoteTraceback
+from distml.parallel import callbacks
 from distml.parallel.backend import DistmlBackend, _BatchSizer
 from distml.worker.context import TaskInterrupted
 from conftest import wait_until
@@ -117,6 +119,26 @@ def test_results_are_let_go_once_retrieved(on_cluster, cluster):
     with Parallel(batch_size=10) as parallel:  # the backend stays up between calls
         assert parallel(delayed(double)(i) for i in range(200)) == [2 * i for i in range(200)]
         wait_until(lambda: not doubles_on_cluster(), what=doubles_on_cluster)
+
+
+def test_callback_threads_are_kept_for_later_calls(on_cluster):
+    for _ in range(10):
+        assert Parallel()(delayed(double)(i) for i in range(20)) == [2 * i for i in range(20)]
+    serving = [t for t in threading.enumerate() if t.name == "distml-joblib-callbacks"]
+    assert 1 <= len(serving) <= callbacks.MAX_IDLE
+
+
+def test_completions_after_their_call_ended_reach_no_other_call():
+    ran = []
+    done = threading.Event()
+    ended = callbacks.CallbackChannel()
+    ended.close()
+    current = callbacks.CallbackChannel()  # often served by the thread that served ``ended``
+    ended.put(ran.append, "late")
+    current.put(lambda value: (ran.append(value), done.set()), "current")
+    assert done.wait(30)
+    current.close()
+    assert ran == ["current"]
 
 
 def test_batch_sizes_follow_the_measured_time_per_call():

@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import logging
 import operator
-import queue
 import threading
 from typing import Any, Callable, Iterator
 
@@ -33,6 +32,7 @@ from joblib.parallel import ParallelBackendBase
 
 from distml.parallel.batches import (SCALAR_TYPES, ArgumentPlacer, MixedBatch, PackedCalls,
                                      Placed, SameFunctionBatch)
+from distml.parallel.callbacks import CallbackChannel
 from distml.parallel.threads import total_threads
 
 logger = logging.getLogger(__name__)
@@ -155,8 +155,7 @@ class DistmlBackend(ParallelBackendBase):
         self._held: list = []
         self._batch_functions: dict[int, tuple[Callable, SameFunctionBatch]] = {}
         self._nested: DistmlBackend | None = None
-        self._completions: queue.SimpleQueue | None = None
-        self._callback_thread: threading.Thread | None = None
+        self._completions: CallbackChannel | None = None
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -211,15 +210,12 @@ class DistmlBackend(ParallelBackendBase):
 
     def start_call(self) -> None:
         self._sizer.reset()
-        self._completions = queue.SimpleQueue()
-        self._callback_thread = threading.Thread(target=self._deliver, args=(self._completions,),
-                                                 name="distml-joblib-callbacks", daemon=True)
-        self._callback_thread.start()
+        self._completions = CallbackChannel()
 
     def stop_call(self) -> None:
         if self._completions is not None:
-            self._completions.put(None)
-        self._completions = self._callback_thread = None
+            self._completions.close()
+        self._completions = None
         self._release_held()
 
     def terminate(self) -> None:
@@ -273,7 +269,7 @@ class DistmlBackend(ParallelBackendBase):
         if callback is not None:
             completions = self._completions
             future.add_done_callback(
-                lambda f: completions.put((callback, f)) if completions is not None else None)
+                lambda f: completions.put(callback, f) if completions is not None else None)
         return future
 
     def _as_task(self, client: Any, batch: Callable) -> tuple[Callable, tuple]:
@@ -346,19 +342,6 @@ class DistmlBackend(ParallelBackendBase):
         return [get_worker().address] if in_task() else None
 
     # ------------------------------------------------------------------ results
-    def _deliver(self, completions: queue.SimpleQueue) -> None:
-        """joblib's callbacks, one finished batch at a time, outside the client's event loop
-        (retrieving a large result blocks on a fetch; the callback dispatches the next batch)."""
-        while True:
-            item = completions.get()
-            if item is None:
-                return
-            callback, future = item
-            try:
-                callback(future)
-            except Exception:  # noqa: BLE001 - joblib records outcomes itself; keep delivering
-                logger.exception("joblib callback failed")
-
     def retrieve_result_callback(self, future: Any) -> Any:
         with self._pending_lock:
             self._pending.pop(future.key, None)
