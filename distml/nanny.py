@@ -23,6 +23,7 @@ import psutil
 from distml.comm import connect
 from distml.config import Config
 from distml.errors import DistmlError
+from distml.worker.allocator import MMAP_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +38,13 @@ def worker_process_environment(args: list[str]) -> dict[str, str]:
 
     - numpy's BLAS gets as many threads as the worker has task threads: otherwise every task
       thread's matrix product starts a thread per core, and on a small machine they fight.
-    - glibc returns freed large buffers to the system at once (a fixed mmap threshold), so
-      spilling a result lowers resident memory instead of leaving it in the heap.
+    - glibc's mmap threshold is fixed (:mod:`distml.worker.allocator`): mid-size work buffers
+      come from the heap, results of several MiB have their own mappings.
     """
     nthreads = args[args.index("--nthreads") + 1] if "--nthreads" in args else "1"
     env = {name: nthreads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                        "MKL_NUM_THREADS")}
-    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     return env
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from distml.protocol import serialize
 from distml.protocol.buffers import aligned_parts
 from distml.sizeof import sizeof
+from distml.worker.allocator import release_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class SpillBuffer(MutableMapping):
             if key == keep:
                 continue
             spilled += self.evict(key)
+        if spilled:
+            release_free_memory()  # what the spilled values left free in the heap
         return spilled
 
     def evict(self, key: str) -> int:
