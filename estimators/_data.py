@@ -30,7 +30,7 @@ from distml.array import Array, from_array, map_blocks
 __all__ = ["RowBlocks", "Workers", "aligned", "apply_rows", "as_chunked",
            "check_finite_arrays", "check_sample_weight",
            "check_weight_sum", "is_chunked", "map_grouped", "nonfinite_counts",
-           "raise_nonfinite", "row_blocks", "scratch", "tree_combine"]
+           "plan_groups", "raise_nonfinite", "row_blocks", "scratch", "tree_combine"]
 
 #: How many partial results one combining task merges.
 SPLIT_EVERY = 8
@@ -190,39 +190,49 @@ def _apply_each(func: Callable, metas: list[tuple], args: tuple, width: int,
         _task_local.scratch = None  # the buffer lives as long as the task
 
 
-def map_grouped(blocks: "RowBlocks", workers: Workers, func: Callable, metas: Sequence[tuple],
-                *args: Any, row_bytes: int) -> list:
-    """``func(meta, *block_parts, *args)`` for the block ``meta[0]`` of every ``meta``, in a
-    few tasks: one per worker thread over the blocks that worker holds (``Client.who_has``,
-    one query), split by memory (see :func:`_task_groups`; ``row_bytes`` estimates a row of
-    all the parts).  One round trip per call instead of a task (and a tree of combining
-    tasks) per block.  Returns the results in ascending block order, whichever task made
-    them, so that callers summing them get the same bits whatever the placement.  Without a
-    client the blocks run on a local thread pool.
-    """
+def plan_groups(blocks: "RowBlocks", workers: Workers, metas: Sequence[tuple],
+                row_bytes: int) -> list[list[tuple]]:
+    """The tasks :func:`map_grouped` runs the blocks ``meta[0]`` of ``metas`` in: on a
+    cluster one per worker thread over the blocks that worker holds (``Client.who_has``, one
+    query), split by memory (see :func:`_task_groups`; ``row_bytes`` estimates a row of all
+    the parts); without a client one per block (local threads).  A plan stays valid when
+    blocks move or a worker dies: its tasks then read some blocks from elsewhere, with the
+    same results."""
     ordered = sorted(metas, key=lambda m: m[0])
     client = blocks.client
-    width = len(blocks.parts[0])
     if client is None:
-        def one(meta: tuple) -> Any:
-            return _apply_each(func, [meta], args, width, *blocks.parts[meta[0]])[0]
-        if len(ordered) == 1:
-            return [one(ordered[0])]
-        with ThreadPoolExecutor(min(len(ordered), os.cpu_count() or 1)) as pool:
-            return list(pool.map(one, ordered))
+        return [[meta] for meta in ordered]
     first = [blocks.parts[m[0]][0] for m in ordered]
     who = client.who_has(first)
     holders = [(who.get(f.key) or [""])[0] for f in first]
-    block_bytes = [n * row_bytes for n in blocks.lengths]
-    futures, order = [], []
-    for group in _task_groups(ordered, holders, workers, block_bytes):
-        flat = [p for m in group for p in blocks.parts[m[0]]]
-        futures.append(client.submit(_on_worker, _apply_each, func, group, args, width, *flat,
-                                     pure=False))
-        order += [m[0] for m in group]
-    results = [r for rs in client.gather(futures) for r in rs]
-    by_index = dict(zip(order, results))
-    return [by_index[m[0]] for m in ordered]
+    return _task_groups(ordered, holders, workers, [n * row_bytes for n in blocks.lengths])
+
+
+def map_grouped(blocks: "RowBlocks", groups: list[list[tuple]], func: Callable,
+                *args: Any) -> list:
+    """``func(meta, *block_parts, *args)`` for the block ``meta[0]`` of every ``meta`` in
+    ``groups`` (from :func:`plan_groups`), one task per group: one round trip per call
+    instead of a task (and a tree of combining tasks) per block.  Returns the results in
+    ascending block order, whichever task made them, so that callers summing them get the
+    same bits whatever the placement."""
+    width = len(blocks.parts[0])
+    client = blocks.client
+    if client is None:
+        def run(group: list[tuple]) -> list:
+            flat = [p for m in group for p in blocks.parts[m[0]]]
+            return _apply_each(func, group, args, width, *flat)
+        if len(groups) == 1:
+            outputs = [run(groups[0])]
+        else:
+            with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
+                outputs = list(pool.map(run, groups))
+    else:
+        futures = [client.submit(_on_worker, _apply_each, func, group, args, width,
+                                 *[p for m in group for p in blocks.parts[m[0]]], pure=False)
+                   for group in groups]
+        outputs = client.gather(futures)
+    by_index = {m[0]: r for group, rs in zip(groups, outputs) for m, r in zip(group, rs)}
+    return [by_index[i] for i in sorted(by_index)]
 
 
 class RowBlocks:

@@ -27,7 +27,8 @@ from distml.diagnostics import finish_activity, report_activity
 from distml.estimators._data import (RowBlocks, Workers, aligned, apply_rows, as_chunked,
                                      check_finite_arrays, check_sample_weight,
                                      check_weight_sum, is_chunked, map_grouped,
-                                     nonfinite_counts, raise_nonfinite, row_blocks)
+                                     nonfinite_counts, plan_groups, raise_nonfinite,
+                                     row_blocks)
 
 __all__ = ["LinearRegression", "LogisticRegression", "Ridge"]
 
@@ -79,7 +80,7 @@ def _check_predict_input(est: BaseEstimator, X: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- block tasks
-def _label_summary(X: Any, y: np.ndarray, w: Any) -> tuple:
+def _label_summary(meta: tuple[int], X: Any, y: np.ndarray, w: Any) -> tuple:
     """One pass over a block's labels and weights (``X`` is not read): NaN/infinity counts of
     ``y`` and ``w``, the labels present, and their summed sample weights."""
     labels, codes = np.unique(np.ravel(y), return_inverse=True)
@@ -274,8 +275,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """Fit on numpy or chunked ``X``/``y`` (and ``sample_weight``, chunked like ``X``)."""
         self._check_params()
         blocks, n_features = _fit_inputs(self, X, y, sample_weight, classifier=True)
-        nonfinite, self.classes_, counts = blocks.reduce(_label_summary,
-                                                         combine=_merge_label_summaries)
+        workers = Workers.of(blocks.client)
+        groups = plan_groups(blocks, workers, [(i,) for i in range(blocks.nblocks)],
+                             row_bytes=8 * (n_features + 2))
+        summaries = map_grouped(blocks, groups, _label_summary)
+        summary = summaries[0]
+        for part in summaries[1:]:  # block order: the same bits wherever the blocks ran
+            summary = _merge_label_summaries(summary, part)
+        nonfinite, self.classes_, counts = summary
         raise_nonfinite(nonfinite, ["y", "sample_weight"])
         n_classes = len(self.classes_)
         if n_classes < 2:
@@ -287,8 +294,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         encoded = RowBlocks([(p[0], e, None) for p, e in zip(
             blocks.parts, blocks.map(_encode, self.classes_, cw))], blocks.lengths,
             blocks.client)
-        workers = Workers.of(encoded.client)
-        metas = [(i,) for i in range(encoded.nblocks)]
         unchecked = [is_chunked(X)]  # numpy X was checked by validate_data
         binary = n_classes == 2
         n_params = n_features + int(self.fit_intercept)
@@ -302,9 +307,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         progress = {"iteration": 0, "loss": np.nan}
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
-            parts = map_grouped(encoded, workers, _block_loss_grad, metas, w,
-                                self.fit_intercept, n_classes, unchecked[0],
-                                row_bytes=8 * (n_features + 2))
+            # the blocks of ``encoded`` are those of ``blocks`` (same X): same plan
+            parts = map_grouped(encoded, groups, _block_loss_grad, w, self.fit_intercept,
+                                n_classes, unchecked[0])
             unchecked[0] = False
             total = np.zeros(w.size + 1)
             for part in parts:  # block order: the same bits wherever the blocks ran

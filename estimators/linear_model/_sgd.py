@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from distml.estimators._data import (RowBlocks, Workers, aligned, apply_rows, as_chunked,
                                      check_finite_arrays, check_sample_weight, is_chunked,
-                                     map_grouped, row_blocks, scratch)
+                                     map_grouped, plan_groups, row_blocks, scratch)
 
 __all__ = ["SGDClassifier", "SGDRegressor"]
 
@@ -252,9 +252,10 @@ def _run_round(blocks: RowBlocks, workers: Workers, template: BaseEstimator, cla
     change its result.
     """
     row_bytes = 8 * (coef.shape[-1] + 2)  # X, y and sample_weight in float64
-    logger.debug("training %d blocks", len(metas))
-    return map_grouped(blocks, workers, _train_block, metas, template, classes, coef,
-                       intercept, t, want_loss, check, row_bytes=row_bytes)
+    groups = plan_groups(blocks, workers, metas, row_bytes)
+    logger.debug("training %d blocks in %d tasks", len(metas), len(groups))
+    return map_grouped(blocks, groups, _train_block, template, classes, coef, intercept, t,
+                       want_loss, check)
 
 
 # ---------------------------------------------------------------------- estimators
