@@ -128,3 +128,24 @@ def test_restore_of_an_input_nobody_waits_for_yet_is_kept_for_later_tasks():
     assert w.restore("a", 8) == []
     out = w.compute("t", b"", [0, 0], {"a": [ME]})
     assert not kinds(out, Fetch) and [e.key for e in kinds(out, Execute)] == ["t"]
+
+
+def test_a_cancelled_run_that_ends_after_its_key_was_restored_keeps_the_restored_value():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("x", b"", [0, 0], {})
+    w.free(["x"])  # still running: cancelled (it ran elsewhere meanwhile, whose worker died)
+    w.restore("x", 8)  # the scheduler hands its copy of x here
+    out = w.task_done("x", 8, 0.01)  # the cancelled run ends: its value is dropped, not x's
+    assert not kinds(out, Forget) and w.in_memory["x"] == 8
+    out = w.compute("y", b"", [0, 0], {"x": [ME]})
+    assert [e.key for e in kinds(out, Execute)] == ["y"]
+
+
+def test_inputs_found_gone_at_execution_hand_the_task_back():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.restore("a", 8)
+    (run,) = kinds(w.compute("t", b"", [0, 0], {"a": [ME]}), Execute)
+    out = w.inputs_gone("t", ["a"])
+    assert sent(out, "missing-data") == [{"op": "missing-data", "key": "t", "dep": "a",
+                                          "holders": [ME]}]
+    assert "t" not in w.tasks and "a" not in w.in_memory and not w.executing

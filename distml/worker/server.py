@@ -243,6 +243,12 @@ class Worker:
     # ------------------------------------------------------------------ execution
     def _execute(self, key: str) -> None:
         task = self.state.tasks[key]
+        gone = [dep for dep in task.dependencies if dep not in self.data]
+        if gone:
+            logger.error("inputs %s of %s are no longer here; handing it back to the scheduler",
+                         gone, key)
+            self._carry_out(self.state.inputs_gone(key, gone))
+            return
         inputs = {dep: self.data[dep] for dep in task.dependencies}
         self.runner.submit(key, self.payloads.pop(key), inputs)
 

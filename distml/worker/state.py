@@ -215,7 +215,8 @@ class WorkerStateMachine:
         self.seceded.discard(key)
         out: list[Instruction] = []
         if task is None or task.state == CANCELLED:
-            out.append(Forget(key))
+            if key not in self.in_memory:  # (restored meanwhile: that value stays)
+                out.append(Forget(key))
         else:
             self.in_memory[key] = nbytes
             msg = {"op": "task-finished", "key": key, "nbytes": nbytes, "duration": duration}
@@ -306,6 +307,22 @@ class WorkerStateMachine:
                 self._drop_task(task)
             self._tried.pop(key, None)
         out.extend(self._start_fetches())
+        return out
+
+    def inputs_gone(self, key: str, deps: list[str]) -> list[Instruction]:
+        """The I/O layer found inputs ``deps`` of ``key`` gone that were counted as held here
+        (should never happen): forget them, and hand the task back to the scheduler, which
+        recomputes or restores them, instead of failing the task or leaving it stuck."""
+        for dep in deps:
+            self.in_memory.pop(dep, None)
+        self.executing.discard(key)
+        out: list[Instruction] = []
+        task = self.tasks.get(key)
+        if task is not None:
+            self._drop_task(task)
+            out.extend(SendToScheduler({"op": "missing-data", "key": key, "dep": dep,
+                                        "holders": [self.address]}) for dep in deps)
+        out.extend(self._start_executions())
         return out
 
     def has_data(self, keys: Iterable[str]) -> bool:
