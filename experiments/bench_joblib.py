@@ -38,6 +38,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -148,7 +149,8 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def table(results: dict[str, dict[str, Any]], sizes: dict[str, int], repeat: int) -> str:
+def table(results: dict[str, dict[str, Any]], sizes: dict[str, int], repeat: int,
+          load: dict[str, list[float]] | None = None) -> str:
     def get(name: str, field: str) -> float | None:
         return results.get(name, {}).get(field)
 
@@ -156,8 +158,13 @@ def table(results: dict[str, dict[str, Any]], sizes: dict[str, int], repeat: int
     forest = {n: get(n, "forest_s") for n in BACKENDS}
     head = ("| measurement | unit | " + " | ".join(TITLES[n] for n in BACKENDS)
             + " | distml / loky | distml / dask | target | met |")
-    lines = [f"# joblib backends ({platform.machine()}, 2 cores; best of {repeat})", "",
-             head, "|" + "---|" * (len(BACKENDS) + 6)]
+    lines = [f"# joblib backends ({platform.machine()}, {os.cpu_count()} cores; best of {repeat})",
+             ""]
+    if load:
+        lines += ["Load average (1, 5, 15 min) at the start: "
+                  + ", ".join(f"{x:.2f}" for x in load["start"]) + "; at the end: "
+                  + ", ".join(f"{x:.2f}" for x in load["end"]) + ".", ""]
+    lines += [head, "|" + "---|" * (len(BACKENDS) + 6)]
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
@@ -177,6 +184,11 @@ def table(results: dict[str, dict[str, Any]], sizes: dict[str, int], repeat: int
                  + f" | {_fmt(f_loky, 2)}x | {_fmt(f_dask, 2)}x | <= loky | "
                  + ("n/a" if met is None else "yes" if met else "no") + " |")
     lines.append("")
+    medians = {n: sizes["calls"] / statistics.median(results[n]["trivial_runs_s"])
+               for n in BACKENDS if results.get(n, {}).get("trivial_runs_s")}
+    if medians:
+        lines.append("Median rate of the trivial calls over the runs (load-sensitive): "
+                     + ", ".join(f"{TITLES[n]} {v:,.0f}/s" for n, v in medians.items()) + ".")
     lines.append("Ratios: above 1 means distml does better (for seconds, the ratio is the "
                  "peer's time over distml's).")
     for name in BACKENDS:
@@ -210,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {reason}", flush=True)
         else:
             runnable.append(name)
+    load = {"start": list(os.getloadavg())}
     results.update(measure(runnable, sizes, repeat, X, y, probe))
+    load["end"] = list(os.getloadavg())
     if "loky" in results and "forest_proba" in results["loky"]:
         for name, res in results.items():
             if "forest_proba" in res:
@@ -218,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                  results["loky"]["forest_proba"]))
     for res in results.values():
         res.pop("forest_proba", None)
-    text = table(results, sizes, repeat)
+    text = table(results, sizes, repeat, load)
     print()
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stem = "bench_joblib_quick" if args.quick else "bench_joblib"
     (RESULTS / f"{stem}.md").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
-        {"sizes": sizes, "repeat": repeat, "machine": platform.machine(),
+        {"sizes": sizes, "repeat": repeat, "machine": platform.machine(), "load_average": load,
          "cpu_count": os.cpu_count(), "versions": {
              "joblib": joblib.__version__, "numpy": np.__version__}, "results": results},
         indent=2) + "\n")
