@@ -188,7 +188,9 @@ def _labels(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _block_labels(X: np.ndarray, y: np.ndarray, w: Any) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(np.ravel(y), return_counts=True)
+    y = np.ravel(y)
+    labels = np.unique(y)  # then searchsorted: return_counts sorts, several times slower
+    return labels, np.bincount(np.searchsorted(labels, y), minlength=len(labels))
 
 
 def _merge_labels(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
