@@ -196,6 +196,7 @@ def fit_chunked(search: Any, X: Any, y: Any, **params: Any) -> Any:
     search.n_prefix_fits_ = 0
     bar = SearchProgress(type(search).__name__, len(out), search.progress,
                          candidates=len(candidates), folds=n_splits)
+    placed: tuple[int, list] = (-1, [])
     try:
         for index, s, ident, chain, final in jobs:
             stored = checkpoint.get(ident) if checkpoint is not None else None
@@ -204,7 +205,10 @@ def fit_chunked(search: Any, X: Any, y: Any, **params: Any) -> Any:
                 prefixes.release([i for i, _ in chain])
                 bar.update(1)
                 continue
-            X_train, y_train, X_test, y_test = parts[s]
+            if placed[0] != s:  # jobs go fold by fold: the fold's views made once, then dropped
+                placed = (s, list(client.persist(list(parts[s]))) if client is not None
+                          else list(parts[s]))
+            X_train, y_train, X_test, y_test = placed[1]
             source: tuple = (X_train, X_test, 0.0)
             try:
                 for step_id, step in chain:
