@@ -4,7 +4,10 @@ The estimators see their training data as a :class:`RowBlocks`: aligned row bloc
 several arrays (say ``X``, ``y`` and ``sample_weight``), held on the workers as futures
 when a client is open and the input is chunked, else as numpy arrays in this process.
 ``RowBlocks.map`` runs one task per block and ``RowBlocks.reduce`` tree-combines the
-per-block results, so only small summaries (gradients, sums) ever reach the client.
+per-block results, so only small summaries (gradients, sums) ever reach the client;
+:func:`map_grouped` runs a pass that is repeated many times (an SGD epoch, an L-BFGS
+evaluation) as one task per worker thread over the blocks it holds, planned once by
+:func:`plan_groups`.
 
 Typical use::
 
@@ -36,7 +39,7 @@ __all__ = ["RowBlocks", "Workers", "aligned", "apply_rows", "as_chunked",
 SPLIT_EVERY = 8
 
 #: At most this fraction of a worker's memory limit, shared by its threads, is taken by the
-#: input blocks of one grouped task (see :func:`map_grouped`: the blocks of a task are all
+#: input blocks of one grouped task (see :func:`plan_groups`: the blocks of a task are all
 #: loaded while it runs, so a worker's blocks are split into several tasks when they would
 #: not fit, as with data spilled to disk).
 TASK_MEMORY_FRACTION = 0.05

@@ -1,10 +1,14 @@
 """Linear models fitted on row blocks: ``LogisticRegression``, ``LinearRegression``, ``Ridge``.
 
 Logistic regression minimises scikit-learn's objective with L-BFGS on the client while every
-loss/gradient evaluation runs as one task per row block on the workers (the coefficients
-travel inside the tasks) and is tree-summed.  The least-squares models reduce the blocks to
-weighted moments (means and centred cross-products, merged pairwise) and solve the normal
-equations on the client, so they need a single pass over the data.
+loss/gradient evaluation runs on the workers as one task per worker thread over the blocks it
+holds (the coefficients travel inside the tasks; one round trip per evaluation), the
+per-block sums added in block order on the client so that the bits do not depend on
+placement.  Each block is read once per evaluation: ``X @ w`` and ``X.T @ g`` are computed on
+the same cache-sized row slice.  The least-squares models reduce the blocks to weighted
+moments (means and centred cross-products, merged pairwise) and solve the normal equations
+on the client, so they need a single pass over the data (which also checks it for NaN and
+infinity).
 """
 
 from __future__ import annotations
