@@ -149,3 +149,17 @@ def test_inputs_found_gone_at_execution_hand_the_task_back():
     assert sent(out, "missing-data") == [{"op": "missing-data", "key": "t", "dep": "a",
                                           "holders": [ME]}]
     assert "t" not in w.tasks and "a" not in w.in_memory and not w.executing
+
+
+def test_a_task_waiting_for_an_input_runs_when_this_worker_computes_that_input():
+    # recovery can ask this worker to compute an input it was fetching for another task
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    out = w.compute("b", b"", [0, 1], {"a": [P1]})
+    assert [f.keys for f in kinds(out, Fetch)] == [["a"]]
+    out = w.compute("a", b"", [0, 0], {})
+    assert [e.key for e in kinds(out, Execute)] == ["a"]
+    out = w.task_done("a", 8, 0.1)
+    assert [e.key for e in kinds(out, Execute)] == ["b"]
+    out = w.fetch_done(P1, {"a": 8})  # the fetch still in flight lands on the same value
+    assert not sent(out, "add-replica") and not kinds(out, Forget)
+    assert w.in_memory["a"] == 8

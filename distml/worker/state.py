@@ -218,7 +218,7 @@ class WorkerStateMachine:
             if key not in self.in_memory:  # (restored meanwhile: that value stays)
                 out.append(Forget(key))
         else:
-            self.in_memory[key] = nbytes
+            self._input_arrived(key, nbytes)  # tasks here that were fetching it have it now
             msg = {"op": "task-finished", "key": key, "nbytes": nbytes, "duration": duration}
             if inline is not None:
                 msg["value"] = inline
@@ -281,8 +281,6 @@ class WorkerStateMachine:
     def restore(self, key: str, nbytes: int) -> list[Instruction]:
         """The scheduler handed back its copy of ``key``'s result, whose holder died (the I/O
         layer stored the value): it is held here now, and tasks here waiting for it may run."""
-        self._holders.pop(key, None)  # a fetch still in flight lands on the same value
-        self._tried.pop(key, None)
         self._input_arrived(key, nbytes)
         return self._start_executions()
 
@@ -330,9 +328,12 @@ class WorkerStateMachine:
 
     # ------------------------------------------------------------------ internals
     def _input_arrived(self, key: str, nbytes: int) -> None:
-        """``key`` is held here now: tasks that lacked only it are ready."""
+        """``key`` is held here now: tasks that lacked only it are ready, and no peer need be
+        asked for it (a fetch still in flight lands on the same value)."""
         self.in_memory[key] = nbytes
         self._sizes.pop(key, None)
+        self._holders.pop(key, None)
+        self._tried.pop(key, None)
         for task_key in self._needed_by.get(key, ()):
             task = self.tasks.get(task_key)
             if task is not None and key in task.missing:
