@@ -353,7 +353,10 @@ class _PartitionedSGD(BaseEstimator):
         workers = Workers.of(blocks.client)
         per_round = blocks.nblocks if self.sync_every is None else self.sync_every * len(
             workers.nthreads)
-        want_loss = self.tol is not None and not early_stopping
+        # the training loss is an extra pass over each block: computed only when it can stop
+        # the fit (n_iter_no_change epochs without improvement must fit in n_epochs) or is shown
+        want_loss = self.tol is not None and not early_stopping and (
+            n_epochs > self.n_iter_no_change or bool(self.verbose))
         best, stalled, epochs = math.inf, 0, 0
         with _EpochReport(type(self).__name__, n_epochs, self.verbose,
                           show_bar=n_epochs > 1) as report:
@@ -363,7 +366,7 @@ class _PartitionedSGD(BaseEstimator):
                                         per_round, want_loss, check, early_stopping)
                 check = False
                 report.epoch(epochs, objective, early_stopping)
-                if self.tol is not None:
+                if self.tol is not None and objective is not None:
                     stalled = stalled + 1 if objective > best - self.tol else 0
                     best = min(best, objective)
                     if stalled >= self.n_iter_no_change:
