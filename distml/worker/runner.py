@@ -54,8 +54,10 @@ class TaskRunner:
         self._on_events = on_events
         self._events: list[tuple] = []
         self._lock = threading.Lock()
-        #: key -> the context of the thread running it, and keys to skip when they come up.
+        #: key -> the context of the thread running it; keys waiting in the queue, and those
+        #: of them to skip when they come up.
         self._running: dict[str, TaskContext] = {}
+        self._queued: set[str] = set()
         self._skip: set[str] = set()
         self._interrupt_lock = threading.Lock()
         self._names = itertools.count()
@@ -72,6 +74,8 @@ class TaskRunner:
             return len(self._running)
 
     def submit(self, key: str, payload: list, inputs: dict[str, Any]) -> None:
+        with self._interrupt_lock:
+            self._queued.add(key)
         self._queue.put((key, payload, inputs))
 
     def stop(self) -> None:
@@ -88,6 +92,7 @@ class TaskRunner:
                 return
             key, payload, inputs = item
             with self._interrupt_lock:
+                self._queued.discard(key)
                 skip = key in self._skip
                 self._skip.discard(key)
             if skip:
@@ -143,11 +148,13 @@ class TaskRunner:
     # ------------------------------------------------------------------ interruption
     def interrupt(self, key: str) -> None:
         """Stop ``key``: raise :class:`TaskInterrupted` in its thread if it runs, or skip it
-        when its turn comes if it waits in the queue."""
+        when its turn comes if it waits in the queue. A key that has finished (or is between
+        the two) is left alone: a skip kept for it would wrongly stop its next run."""
         with self._interrupt_lock:
             context = self._running.get(key)
             if context is None:
-                self._skip.add(key)
+                if key in self._queued:
+                    self._skip.add(key)
             elif context.interrupt_pending or context.interrupt_deferred:
                 pass
             elif context.shielded:

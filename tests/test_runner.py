@@ -1,0 +1,69 @@
+"""The worker's task threads on their own (no cluster): interruption bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import threading
+
+from distml.protocol.serialize import TaskCodec
+from distml.worker.runner import TaskRunner
+
+
+def outcomes_of(script) -> list[str]:
+    """Run ``script(runner, finished)`` on a 1-thread runner; the outcome of each finished
+    task, in order. ``finished(n)`` waits until ``n`` tasks have finished."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        outcomes: list[str] = []
+        changed = asyncio.Event()
+
+        def on_events(events):
+            outcomes.extend(e[2] for e in events if e[0] == "finished")
+            changed.set()
+
+        async def finished(n):
+            while len(outcomes) < n:
+                changed.clear()
+                await asyncio.wait_for(changed.wait(), 10)
+
+        runner = TaskRunner(1, loop, on_events, inline_bytes=1000)
+        try:
+            await script(runner, finished)
+        finally:
+            runner.stop()
+        return outcomes
+
+    return asyncio.run(main())
+
+
+PAYLOAD = TaskCodec().dumps(operator.add, (1, 2), None)
+
+
+def test_interrupting_a_finished_key_does_not_skip_its_next_run():
+    async def script(runner, finished):
+        runner.submit("k", PAYLOAD, {})
+        await finished(1)
+        runner.interrupt("k")  # it has finished: there is nothing to stop
+        runner.submit("k", PAYLOAD, {})  # run again (the scheduler wanted it again)
+        await finished(2)
+
+    assert outcomes_of(script) == ["ok", "ok"]
+
+
+RELEASE = threading.Event()
+
+
+def wait_for_release() -> bool:
+    return RELEASE.wait(10)
+
+
+def test_interrupting_a_queued_key_skips_it():
+    async def script(runner, finished):
+        runner.submit("busy", TaskCodec().dumps(wait_for_release, (), None), {})
+        runner.submit("k", PAYLOAD, {})  # waits behind "busy" on the one thread
+        runner.interrupt("k")
+        RELEASE.set()
+        await finished(2)
+
+    assert outcomes_of(script) == ["ok", "interrupted"]
