@@ -248,9 +248,12 @@ class Worker:
             logger.error("inputs %s of %s are no longer here; handing it back to the scheduler",
                          gone, key)
             self._carry_out(self.state.inputs_gone(key, gone))
+            self.payloads.pop(key, None)
             return
         inputs = {dep: self.data[dep] for dep in task.dependencies}
-        self.runner.submit(key, self.payloads.pop(key), inputs)
+        # kept until the task leaves the state machine: an interrupted run that the scheduler
+        # wanted again meanwhile runs once more
+        self.runner.submit(key, self.payloads[key], inputs)
 
     def _runner_events(self, events: list[tuple]) -> None:
         """Tasks started and finished in the threads since the last call. The scheduler hears
@@ -284,7 +287,7 @@ class Worker:
             else:
                 _, _, _, exception, trace, text = event
                 instructions += self.state.task_failed(key, exception, trace, text)
-            if key not in self.state.tasks:  # a payload sent again while the old run went on
+            if key not in self.state.tasks:  # over here: its payload (kept for a rerun) goes
                 self.payloads.pop(key, None)
         self._carry_out(instructions)
 
