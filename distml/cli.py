@@ -80,6 +80,12 @@ def _worker(args: argparse.Namespace) -> None:
     config = Config.load(secret=_secret(args, create=False), host=args.host, **_tls(args))
     nthreads = args.nthreads or os.cpu_count() or 1
     memory_limit = parse_memory(args.memory_limit)
+    if args.spare:
+        # what takes a new worker process most of its start-up, done before it is needed
+        import numpy  # noqa: F401
+        import distml.worker.server  # noqa: F401
+        if not sys.stdin.readline():
+            return  # the nanny is gone before it needed this spare
     if args.no_nanny:
         asyncio.run(_serve(lambda: _start_worker(args, config, nthreads, memory_limit)))
     else:
@@ -152,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     _add_tls_options(work)
     work.add_argument("--no-nanny", action="store_true",
                       help="run the worker in this process, without a supervisor that restarts it")
+    work.add_argument("--spare", action="store_true",
+                      help="(used by nannies) load everything, then wait for a line on stdin "
+                           "before joining")
     work.set_defaults(run=_worker)
 
     args = parser.parse_args(argv)

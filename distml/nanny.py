@@ -28,6 +28,11 @@ from distml.worker.allocator import MMAP_THRESHOLD
 logger = logging.getLogger(__name__)
 
 ADDRESS_LINE = "distml worker at "
+#: Seconds after a worker starts before the nanny prepares its spare: the spare's start-up
+#: (about 0.2 s of CPU, mostly imports) then does not compete with the recovery that a
+#: replacement worker is usually part of.
+SPARE_DELAY = 1.0
+
 #: Quick deaths in a row after which a worker is no longer restarted.
 MAX_QUICK_DEATHS = 3
 QUICK = 2.0
@@ -72,6 +77,10 @@ class WorkerSupervisor:
         self.id = f"nanny-{uuid.uuid4().hex}"
         self.env = dict(env or os.environ, DISTML_SECRET=config.secret or "",
                         DISTML_NANNY=self.id)
+        #: A started, idle worker process and its spill folder (``Config.worker_spare``).
+        self._spare: tuple[asyncio.subprocess.Process, str] | None = None
+        self._spare_task: asyncio.Task | None = None
+        self._closed = asyncio.Event()
         for name, value in worker_process_environment(args).items():
             self.env.setdefault(name, value)
         self.process: asyncio.subprocess.Process | None = None
@@ -92,13 +101,12 @@ class WorkerSupervisor:
         # a fresh spill folder per worker process, removed when that process ends: a killed
         # worker cannot clean up after itself
         self._remove_spill_directory()
-        self._spill_directory = tempfile.mkdtemp(prefix="distml-worker-",
-                                                 dir=self.config.local_directory)
-        self.env["DISTML_LOCAL_DIRECTORY"] = self._spill_directory
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "distml", "worker", self.scheduler_address, "--no-nanny",
-            *self.args, env=self.env, stdin=asyncio.subprocess.PIPE,  # closes when we die
-            stdout=asyncio.subprocess.PIPE)
+        spare = self._take_spare()
+        if spare is not None:
+            self.process, self._spill_directory = spare
+            self.process.stdin.write(b"start\n")
+        else:
+            self.process, self._spill_directory = await self._launch()
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         except asyncio.TimeoutError:
@@ -111,7 +119,51 @@ class WorkerSupervisor:
         self.address = text[len(ADDRESS_LINE):]
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self.config.worker_spare and (self._spare_task is None or self._spare_task.done()):
+            self._spare_task = asyncio.get_running_loop().create_task(self._prepare_spare())
         return self.address
+
+    async def _launch(self, spare: bool = False) -> tuple[asyncio.subprocess.Process, str]:
+        """Start a worker process (a spare waits for a line on stdin before it joins), with
+        a spill folder of its own, removed when that process ends: a killed worker cannot
+        clean up after itself."""
+        directory = tempfile.mkdtemp(prefix="distml-worker-", dir=self.config.local_directory)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "distml", "worker", self.scheduler_address, "--no-nanny",
+            *self.args, *(["--spare"] if spare else []),
+            env=dict(self.env, DISTML_LOCAL_DIRECTORY=directory),
+            stdin=asyncio.subprocess.PIPE,  # closes when we die
+            stdout=asyncio.subprocess.PIPE)
+        return process, directory
+
+    async def _prepare_spare(self) -> None:
+        try:
+            await asyncio.wait_for(self._closed.wait(), SPARE_DELAY)
+            return
+        except asyncio.TimeoutError:
+            pass
+        if self._closing or self._spare is not None:
+            return
+        try:
+            spare = await self._launch(spare=True)
+        except OSError as exc:
+            logger.warning("could not start a spare worker process: %s", exc)
+            return
+        if self._closing:
+            await _stop(spare[0], 5.0)
+            shutil.rmtree(spare[1], ignore_errors=True)
+            return
+        self._spare = spare
+
+    def _take_spare(self) -> tuple[asyncio.subprocess.Process, str] | None:
+        """The spare, if one is ready and alive."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].returncode is not None:
+            logger.warning("the spare worker process %s; starting a new one",
+                           describe_exit(spare[0].returncode))
+            shutil.rmtree(spare[1], ignore_errors=True)
+            return None
+        return spare
 
     async def _watch(self) -> None:
         try:
@@ -201,19 +253,21 @@ class WorkerSupervisor:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the worker (terminate, then kill) and stop supervising."""
         self._closing = True
-        proc = self.process
+        self._closed.set()
+        if self._spare_task is not None:  # ends at once, or once its launch is done
+            await asyncio.gather(self._spare_task, return_exceptions=True)
+        spare, self._spare = self._spare, None
         try:
-            if proc is not None and proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), timeout)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            if self.process is not None:
+                await _stop(self.process, timeout)
+            if spare is not None:
+                await _stop(spare[0], timeout)
             if self._watcher is not None:
                 await asyncio.gather(self._watcher, return_exceptions=True)
         finally:
             self._remove_spill_directory()
+            if spare is not None:
+                shutil.rmtree(spare[1], ignore_errors=True)
 
     def _remove_spill_directory(self) -> None:
         if self._spill_directory is not None:
@@ -224,3 +278,15 @@ class WorkerSupervisor:
         """Send ``sig`` to the worker process (for tests and chaos experiments)."""
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(sig)
+
+
+async def _stop(process: asyncio.subprocess.Process, timeout: float) -> None:
+    """Terminate ``process``, then kill it if it is still there after ``timeout`` seconds."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()

@@ -100,3 +100,25 @@ def test_no_workers_timeout_fails_waiting_futures():
             future.result(timeout=30)
         cluster.add_worker()
         assert client.submit(add, 1, 2).result(timeout=30) == 3
+
+
+def test_a_killed_worker_is_replaced_by_the_nannys_spare_process(tmp_path: Path):
+    import psutil
+
+    config = Config.load(local_directory=str(tmp_path))
+    with LocalCluster(n_workers=1, threads_per_worker=1, config=config) as cluster, \
+            Client(cluster) as client:
+        nanny = cluster.supervisors[0]
+        wait_until(lambda: nanny._spare is not None, timeout=30, what=lambda: "a spare")
+        spare_pid, first = nanny._spare[0].pid, nanny.address
+        assert first not in [None, ""] and nanny.process.pid != spare_pid
+        nanny.kill()
+        wait_until(lambda: nanny.address != first and nanny.address in cluster.workers,
+                   timeout=30, what=lambda: "the replacement")
+        assert nanny.process.pid == spare_pid  # the spare joined; it did not start from scratch
+        assert client.submit(add, 1, 2).result(timeout=30) == 3
+        wait_until(lambda: nanny._spare is not None, timeout=30, what=lambda: "a new spare")
+        pids = [nanny.process.pid, nanny._spare[0].pid]
+    for pid in pids:  # the worker and the spare end with the cluster, and so do their folders
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert list(tmp_path.iterdir()) == []
