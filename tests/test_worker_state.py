@@ -163,3 +163,29 @@ def test_a_task_waiting_for_an_input_runs_when_this_worker_computes_that_input()
     out = w.fetch_done(P1, {"a": 8})  # the fetch still in flight lands on the same value
     assert not sent(out, "add-replica") and not kinds(out, Forget)
     assert w.in_memory["a"] == 8
+
+
+def test_an_input_the_scheduler_frees_stays_for_the_task_here_that_needs_it():
+    # the scheduler frees a fetched copy it did not know of (its result was lost with another
+    # worker and is being recomputed) while a task here is ready to use it
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("busy", b"", [0, 0], {})  # takes the only thread
+    w.compute("t", b"", [0, 1], {"d": [P1]})
+    out = w.fetch_done(P1, {"d": 8})
+    assert not kinds(out, Execute)  # ready, behind "busy"
+    out = w.free(["d"])
+    assert not kinds(out, Forget) and w.has_data(["d"])
+    out = w.task_done("busy", 1, 0.1)
+    assert [e.key for e in kinds(out, Execute)] == ["t"]
+    out = w.task_done("t", 1, 0.1)
+    assert [f.key for f in kinds(out, Forget)] == ["d"] and not w.has_data(["d"])
+
+
+def test_a_freed_input_goes_once_its_last_task_here_is_dropped():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("busy", b"", [0, 0], {})
+    w.compute("t", b"", [0, 1], {"d": [P1]})
+    w.fetch_done(P1, {"d": 8})
+    w.free(["d"])
+    out = w.free(["t"])
+    assert [f.key for f in kinds(out, Forget)] == ["d"] and not w.has_data(["d"])

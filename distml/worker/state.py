@@ -100,6 +100,12 @@ class WorkerStateMachine:
         #: input key -> its size, as the scheduler said, to bound the bytes of one fetch.
         self._sizes: dict[str, int] = {}
         self.paused = False
+        #: Results the scheduler freed while a task here still needed them as inputs (it
+        #: frees a copy it did not know of when that result was lost with another worker and
+        #: is being recomputed): kept for those tasks, then forgotten.
+        self._orphans: set[str] = set()
+        #: key -> how many tasks here have it as an input.
+        self._input_refs: dict[str, int] = {}
 
     # ------------------------------------------------------------------ scheduler events
     def compute(self, key: str, payload: Any, priority: Iterable, deps: dict[str, list[str]],
@@ -109,6 +115,7 @@ class WorkerStateMachine:
         if nbytes:
             self._sizes.update(nbytes)
         if key in self.in_memory:
+            self._orphans.discard(key)
             return [SendToScheduler({"op": "task-finished", "key": key,
                                      "nbytes": self.in_memory[key], "duration": 0.0})]
         if key in self.tasks:
@@ -118,6 +125,8 @@ class WorkerStateMachine:
             return []
         task = WorkerTask(key, payload, tuple(priority), list(deps))
         self.tasks[key] = task
+        for dep_key in task.dependencies:
+            self._input_refs[dep_key] = self._input_refs.get(dep_key, 0) + 1
         for dep_key, holders in deps.items():
             if dep_key in self.in_memory:
                 continue
@@ -144,10 +153,13 @@ class WorkerStateMachine:
                     task.state = CANCELLED
                     out.append(Interrupt(key))
                 elif task.state != CANCELLED:
-                    self._drop_task(task)
+                    out.extend(self._drop_task(task))
             if key in self.in_memory:
-                del self.in_memory[key]
-                out.append(Forget(key))
+                if self._needed_here(key):
+                    self._orphans.add(key)
+                else:
+                    del self.in_memory[key]
+                    out.append(Forget(key))
         out.extend(self._start_executions())
         return out
 
@@ -155,9 +167,11 @@ class WorkerStateMachine:
         """The scheduler wants to move ``key`` elsewhere: agree only if it has not started."""
         task = self.tasks.get(key)
         ok = task is not None and task.state in (WAITING, READY)
+        out: list[Instruction] = [SendToScheduler({"op": "steal-response", "key": key,
+                                                   "ok": ok})]
         if ok:
-            self._drop_task(task)
-        return [SendToScheduler({"op": "steal-response", "key": key, "ok": ok})]
+            out.extend(self._drop_task(task))
+        return out
 
     def forget_work(self) -> list[Instruction]:
         """The scheduler is gone and with it every assignment: drop queued work and fetches,
@@ -166,6 +180,10 @@ class WorkerStateMachine:
             if task.state == EXECUTING:
                 task.state = CANCELLED
         self.tasks = {k: t for k, t in self.tasks.items() if t.state == CANCELLED}
+        self._input_refs = {}
+        for task in self.tasks.values():
+            for dep_key in task.dependencies:
+                self._input_refs[dep_key] = self._input_refs.get(dep_key, 0) + 1
         self._ready.clear()
         self._holders.clear()
         self._tried.clear()
@@ -224,6 +242,8 @@ class WorkerStateMachine:
                 msg["value"] = inline
             out.append(SendToScheduler(msg))
             self._release_inputs(task)
+        if task is not None:
+            out.extend(self._forget_orphans(task))
         out.extend(self._start_executions())
         return out
 
@@ -237,6 +257,8 @@ class WorkerStateMachine:
             out.append(SendToScheduler({"op": "task-erred", "key": key, "exception": exception,
                                         "traceback": traceback, "text": text}))
             self._release_inputs(task)
+        if task is not None:
+            out.extend(self._forget_orphans(task))
         out.extend(self._start_executions())
         return out
 
@@ -252,11 +274,11 @@ class WorkerStateMachine:
             if lacking:  # an input went meanwhile: the scheduler places the task again
                 out.append(SendToScheduler({"op": "missing-data", "key": key,
                                             "dep": lacking[0], "holders": []}))
-                self._drop_task(task)
+                out.extend(self._drop_task(task))
             else:
                 self._make_ready(task)
         elif task is not None:
-            self._drop_task(task)
+            out.extend(self._drop_task(task))
         out.extend(self._start_executions())
         return out
 
@@ -302,7 +324,7 @@ class WorkerStateMachine:
                     continue
                 out.append(SendToScheduler({"op": "missing-data", "key": task_key,
                                             "dep": key, "holders": self._tried[key]}))
-                self._drop_task(task)
+                out.extend(self._drop_task(task))
             self._tried.pop(key, None)
         out.extend(self._start_fetches())
         return out
@@ -317,7 +339,7 @@ class WorkerStateMachine:
         out: list[Instruction] = []
         task = self.tasks.get(key)
         if task is not None:
-            self._drop_task(task)
+            out.extend(self._drop_task(task))
             out.extend(SendToScheduler({"op": "missing-data", "key": key, "dep": dep,
                                         "holders": [self.address]}) for dep in deps)
         out.extend(self._start_executions())
@@ -331,6 +353,7 @@ class WorkerStateMachine:
         """``key`` is held here now: tasks that lacked only it are ready, and no peer need be
         asked for it (a fetch still in flight lands on the same value)."""
         self.in_memory[key] = nbytes
+        self._orphans.discard(key)
         self._sizes.pop(key, None)
         self._holders.pop(key, None)
         self._tried.pop(key, None)
@@ -389,9 +412,32 @@ class WorkerStateMachine:
             del self._holders[key]
         return out
 
-    def _drop_task(self, task: WorkerTask) -> None:
+    def _drop_task(self, task: WorkerTask) -> list[Instruction]:
         self.tasks.pop(task.key, None)
         self._release_inputs(task)
+        return self._forget_orphans(task)
+
+    def _needed_here(self, key: str) -> bool:
+        """Whether a task here (waiting, ready, running or cancelled but running) has ``key``
+        as an input."""
+        return self._input_refs.get(key, 0) > 0
+
+    def _forget_orphans(self, task: WorkerTask) -> list[Instruction]:
+        """``task`` left (call once per task): its inputs lose a reference, and those the
+        scheduler freed meanwhile that no other task here needs go."""
+        for key in task.dependencies:
+            left = self._input_refs.get(key, 0) - 1
+            if left > 0:
+                self._input_refs[key] = left
+            else:
+                self._input_refs.pop(key, None)
+        out: list[Instruction] = []
+        for key in self._orphans.intersection(task.dependencies):
+            if not self._needed_here(key):
+                self._orphans.discard(key)
+                self.in_memory.pop(key, None)
+                out.append(Forget(key))
+        return out
 
     def _release_inputs(self, task: WorkerTask) -> None:
         """``task`` no longer waits for its inputs here: stop fetching what nothing else needs."""
