@@ -189,3 +189,14 @@ def test_a_freed_input_goes_once_its_last_task_here_is_dropped():
     w.free(["d"])
     out = w.free(["t"])
     assert [f.key for f in kinds(out, Forget)] == ["d"] and not w.has_data(["d"])
+
+
+def test_a_freed_input_scattered_again_stays_when_its_task_leaves():
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    w.compute("busy", b"", [0, 0], {})
+    w.compute("t", b"", [0, 1], {"d": [P1]})
+    w.fetch_done(P1, {"d": 8})
+    w.free(["d"])  # kept for "t"
+    w.data_put({"d": 8})  # a client scatters the same key: the scheduler counts it here
+    out = w.free(["t"])
+    assert not kinds(out, Forget) and w.has_data(["d"])

@@ -332,7 +332,7 @@ class Worker:
                     values = unpack_values(header, frames)
                     self.data.update(values)
                     sizes = {k: sizeof(v) for k, v in values.items()}
-                    self.state.in_memory.update(sizes)
+                    self._carry_out(self.state.data_put(sizes))
                     await comm.send({"op": "ok", "nbytes": sizes})
                 elif op == "run":
                     await comm.send(await self._run_function(header, frames))

@@ -300,6 +300,13 @@ class WorkerStateMachine:
         out.extend(self._start_executions())
         return out
 
+    def data_put(self, sizes: dict[str, int]) -> list[Instruction]:
+        """A client put the values of ``sizes`` here (scatter): they are held here now, also
+        those freed earlier that a task here kept (the client's copy is the scheduler's)."""
+        for key, nbytes in sizes.items():
+            self._input_arrived(key, nbytes)
+        return self._start_executions()
+
     def restore(self, key: str, nbytes: int) -> list[Instruction]:
         """The scheduler handed back its copy of ``key``'s result, whose holder died (the I/O
         layer stored the value): it is held here now, and tasks here waiting for it may run."""
