@@ -25,7 +25,6 @@ Results: a markdown table on stdout and ``experiments/results/bench_glm.{json,md
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.datasets import make_classification
 
-from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
+from estimator_harness import dask_data, distml_data, take_turns, warm_up_sample  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 LOAD_AT_START = os.getloadavg()[0]
@@ -83,14 +82,7 @@ def run_in_turns(X: np.ndarray, y: np.ndarray, chunk: int, repeat: int
     on a shared machine then weighs on all systems alike instead of on whichever ran then."""
     with ExitStack() as stack:
         runs = systems(X, y, chunk, stack)
-        times: list[list[float]] = [[] for _ in runs]
-        models: list[Any] = [None] * len(runs)
-        for _ in range(repeat):
-            for i, (_, fit, _) in enumerate(runs):
-                if fit is not None:
-                    seconds, models[i] = best_of(fit, 1)
-                    times[i].append(seconds)
-                    gc.collect()
+        times, models = take_turns([fit for _, fit, _ in runs], repeat)
     out = []
     for (system, fit, note), t, model in zip(runs, times, models):
         if fit is None:

@@ -36,7 +36,6 @@ Results: a markdown table on stdout and ``experiments/results/bench_sgd.{json,md
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -49,7 +48,7 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import SGDClassifier as SkSGDClassifier
 
-from estimator_harness import best_of, dask_data, distml_data, warm_up_sample  # noqa: E402
+from estimator_harness import dask_data, distml_data, take_turns, warm_up_sample  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 LOAD_AT_START = os.getloadavg()[0]
@@ -116,14 +115,7 @@ def run_in_turns(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nd
     on a shared machine then weighs on all systems alike instead of on whichever ran then."""
     with ExitStack() as stack:
         runs = systems(X, y, chunk, stack)
-        times: list[list[float]] = [[] for _ in runs]
-        models: list[Any] = [None] * len(runs)
-        for _ in range(repeat):
-            for i, (_, _, fit, _) in enumerate(runs):
-                if fit is not None:
-                    seconds, models[i] = best_of(fit, 1)
-                    times[i].append(seconds)
-                    gc.collect()
+        times, models = take_turns([fit for _, _, fit, _ in runs], repeat)
         out = []
         for (system, epochs, fit, fitted), t, model in zip(runs, times, models):
             if fit is None:

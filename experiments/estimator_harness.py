@@ -3,6 +3,7 @@ the workers of a 2 x 1 distml cluster or a 2 x 1 Dask cluster before the clock s
 
 from __future__ import annotations
 
+import gc
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -18,6 +19,22 @@ def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         model = fit()
         times.append(time.perf_counter() - start)
     return min(times), model
+
+
+def take_turns(fits: list[Callable[[], Any] | None], repeat: int
+               ) -> tuple[list[list[float]], list[Any]]:
+    """Run every fit once per turn, ``repeat`` turns (``None`` entries are skipped): load that
+    comes and goes on a shared machine then weighs on all systems alike instead of on
+    whichever ran then. Returns each fit's times and its last fitted model."""
+    times: list[list[float]] = [[] for _ in fits]
+    models: list[Any] = [None] * len(fits)
+    for _ in range(repeat):
+        for i, fit in enumerate(fits):
+            if fit is not None:
+                seconds, models[i] = best_of(fit, 1)
+                times[i].append(seconds)
+                gc.collect()
+    return times, models
 
 
 @contextmanager
