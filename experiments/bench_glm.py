@@ -35,12 +35,11 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.datasets import make_classification
 
-from estimator_harness import dask_data, distml_data, take_turns, warm_up_sample  # noqa: E402
+from estimator_harness import (dask_data, distml_data, load_note, take_turns,  # noqa: E402
+                               warm_up_sample)
 
 RESULTS = Path(__file__).parent / "results"
 LOAD_AT_START = os.getloadavg()[0]
-_AUTOGROUP_FLAG = Path("/proc/sys/kernel/sched_autogroup_enabled")
-AUTOGROUP = _AUTOGROUP_FLAG.exists() and _AUTOGROUP_FLAG.read_text().strip() == "1"
 
 
 def rel_diff(coef: np.ndarray, ref: np.ndarray) -> float:
@@ -115,12 +114,7 @@ def main() -> None:
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     lines = [f"# LogisticRegression fit: {n:,} x 50, {chunk:,}-row chunks "
              f"({platform.machine()}, best of {args.repeat})", "",
-             f"Load average (1 min) when the run started: {LOAD_AT_START:.2f}, when it ended: "
-             f"{os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores (other work on the machine "
-             "skews every figure; the systems took turns run by run)." + (
-                 " The kernel shares the CPU among sessions (autogroup), so under load a cluster"
-                 "'s processes together get one session's share, as one process would: only a "
-                 "quiet machine shows their parallel speed-up." if AUTOGROUP else ""), "",
+             load_note(LOAD_AT_START), "",
              "| system | fit time (s) | x sklearn | iterations | max rel. coef diff vs sklearn |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:

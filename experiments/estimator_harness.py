@@ -4,8 +4,10 @@ the workers of a 2 x 1 distml cluster or a 2 x 1 Dask cluster before the clock s
 from __future__ import annotations
 
 import gc
+import os
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -19,6 +21,21 @@ def best_of(fit: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         model = fit()
         times.append(time.perf_counter() - start)
     return min(times), model
+
+
+_AUTOGROUP_FLAG = Path("/proc/sys/kernel/sched_autogroup_enabled")
+#: Whether the kernel shares the CPU among sessions rather than processes.
+AUTOGROUP = _AUTOGROUP_FLAG.exists() and _AUTOGROUP_FLAG.read_text().strip() == "1"
+
+
+def load_note(load_at_start: float) -> str:
+    """The sentence under a benchmark table about the machine's load while it ran."""
+    return (f"Load average (1 min) when the run started: {load_at_start:.2f}, when it ended: "
+            f"{os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores (other work on the machine "
+            "skews every figure; the systems took turns run by run)." + (
+                " The kernel shares the CPU among sessions (autogroup), so under load a cluster"
+                "'s processes together get one session's share, as one process would: only a "
+                "quiet machine shows their parallel speed-up." if AUTOGROUP else ""))
 
 
 def take_turns(fits: list[Callable[[], Any] | None], repeat: int
