@@ -165,14 +165,21 @@ def test_a_task_waiting_for_an_input_runs_when_this_worker_computes_that_input()
     assert w.in_memory["a"] == 8
 
 
-def test_an_input_the_scheduler_frees_stays_for_the_task_here_that_needs_it():
-    # the scheduler frees a fetched copy it did not know of (its result was lost with another
-    # worker and is being recomputed) while a task here is ready to use it
+def fetched_input_of_a_ready_task() -> WorkerStateMachine:
+    """A 1-thread worker busy with "busy", and "t" ready behind it with input "d" fetched
+    from a peer."""
     w = WorkerStateMachine(nthreads=1, address=ME)
     w.compute("busy", b"", [0, 0], {})  # takes the only thread
     w.compute("t", b"", [0, 1], {"d": [P1]})
     out = w.fetch_done(P1, {"d": 8})
     assert not kinds(out, Execute)  # ready, behind "busy"
+    return w
+
+
+def test_an_input_the_scheduler_frees_stays_for_the_task_here_that_needs_it():
+    # the scheduler frees a fetched copy it did not know of (its result was lost with another
+    # worker and is being recomputed) while a task here is ready to use it
+    w = fetched_input_of_a_ready_task()
     out = w.free(["d"])
     assert not kinds(out, Forget) and w.has_data(["d"])
     out = w.task_done("busy", 1, 0.1)
@@ -182,20 +189,14 @@ def test_an_input_the_scheduler_frees_stays_for_the_task_here_that_needs_it():
 
 
 def test_a_freed_input_goes_once_its_last_task_here_is_dropped():
-    w = WorkerStateMachine(nthreads=1, address=ME)
-    w.compute("busy", b"", [0, 0], {})
-    w.compute("t", b"", [0, 1], {"d": [P1]})
-    w.fetch_done(P1, {"d": 8})
+    w = fetched_input_of_a_ready_task()
     w.free(["d"])
     out = w.free(["t"])
     assert [f.key for f in kinds(out, Forget)] == ["d"] and not w.has_data(["d"])
 
 
 def test_a_freed_input_scattered_again_stays_when_its_task_leaves():
-    w = WorkerStateMachine(nthreads=1, address=ME)
-    w.compute("busy", b"", [0, 0], {})
-    w.compute("t", b"", [0, 1], {"d": [P1]})
-    w.fetch_done(P1, {"d": 8})
+    w = fetched_input_of_a_ready_task()
     w.free(["d"])  # kept for "t"
     w.data_put({"d": 8})  # a client scatters the same key: the scheduler counts it here
     out = w.free(["t"])
