@@ -238,6 +238,37 @@ def test_stealing_moves_unstarted_work_to_an_idle_worker():
     assert all(s.tasks[k].state == PROCESSING for k in stolen)
 
 
+
+def _backlog_and_other():
+    """A holds ``seed`` and runs 4 one-second tasks over it; B, which joined after, runs one
+    short task of its own (nothing to steal yet: B is busy)."""
+    s = new_state(A)
+    s.durations["slow"] = 1.0
+    s.update_graph(C, {"seed": spec()}, ["seed"])
+    s.task_finished(A, "seed", 1, 0.01)
+    s.update_graph(C, {f"slow-{i}": spec("seed") for i in range(4)},
+                   [f"slow-{i}" for i in range(4)])
+    s.add_worker(B, 1)
+    s.update_graph(C, {"own": spec()}, ["own"])
+    assert s.tasks["own"].processing_on is s.workers[B]
+    return s
+
+
+def test_a_worker_that_runs_out_of_work_steals_at_once():
+    s = _backlog_and_other()
+    out = s.task_finished(B, "own", 8, 0.01)  # no balance tick: the finish itself steals
+    stolen = [m["key"] for m in ops(out, A, "steal")]
+    assert len(stolen) == 2  # half of A's four: both end after two seconds
+    for key in stolen:
+        assert computes(s.steal_response(A, key, True), B) == [key]
+    assert len(s.workers[A].processing) == len(s.workers[B].processing) == 2
+
+
+def test_steals_in_flight_count_for_the_thief():
+    s = _backlog_and_other()
+    assert len(ops(s.task_finished(B, "own", 8, 0.01), A, "steal")) == 2
+    assert ops(s.balance(), A, "steal") == []  # the tasks asked for already fill B
+
 MB40 = 40 * 10**6
 
 

@@ -96,25 +96,37 @@ def plan_steals(workers: Collection[WorkerState], durations: dict[str, float],
     lowest-priority surplus of each victim, each to the idle worker with the least planned
     work, when :func:`worth_stealing` and when it would start there before it would where it
     is."""
-    idle = [ws for ws in workers if ws.busy_threads() < ws.nthreads and not ws.paused]
-    if not idle:
-        return []
-    victims = sorted((ws for ws in workers if ws.busy_threads() > ws.nthreads),
+    incoming: dict[WorkerState, list[float]] = {}  # steals asked for, not yet answered
+    leaving: dict[WorkerState, int] = {}
+    for ws in workers:
+        for ts, estimate in ws.processing.items():
+            if ts.stealing_to is not None:
+                incoming.setdefault(ts.stealing_to, []).append(estimate)
+                leaving[ws] = leaving.get(ws, 0) + 1
+    victims = sorted((ws for ws in workers
+                      if ws.busy_threads() - leaving.get(ws, 0) > ws.nthreads),
                      key=WorkerState.load, reverse=True)
-    planned = {ws: ws.occupancy for ws in idle}
+    idle = [ws for ws in workers if not ws.paused
+            and ws.busy_threads() + len(incoming.get(ws, ())) < ws.nthreads]
+    if not idle or not victims:
+        return []
+    planned = {ws: ws.occupancy + sum(incoming.get(ws, ())) for ws in idle}
     steals = []
     for victim in victims:
         movable = sorted((ts for ts in victim.processing
                           if ts.stealing_to is None and ts not in victim.long_running),
                          key=lambda t: t.priority, reverse=True)
-        surplus = victim.busy_threads() - victim.nthreads
+        surplus = victim.busy_threads() - leaving.get(victim, 0) - victim.nthreads
+        remaining = victim.load()  # after the steals planned so far
         for ts in movable[:surplus]:
             thief = min(planned, key=lambda w: (planned[w] / w.nthreads, w.address))
             estimate = victim.processing[ts]
             transfer = transfer_time(ts, thief, bandwidth)
             if not worth_stealing(ts.prefix in durations, estimate, transfer) or (
-                    planned[thief] / thief.nthreads + transfer >= victim.load() - estimate):
+                    planned[thief] / thief.nthreads + transfer
+                    >= remaining - estimate / victim.nthreads):
                 continue
             planned[thief] += estimate
+            remaining -= estimate / victim.nthreads
             steals.append((ts, thief))
     return steals

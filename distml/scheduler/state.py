@@ -63,6 +63,8 @@ class SchedulerState(WorkerLoss):
         self._out: Outbox = defaultdict(list)
         self._holding = 0
         self._stimulus = ""
+        #: (workers counted, bytes per second) behind :meth:`bandwidth`; None after a heartbeat
+        self._measured: tuple[int, float] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _send(self, recipient: str, msg: dict[str, Any]) -> None:
@@ -316,6 +318,8 @@ class SchedulerState(WorkerLoss):
         if value is not None and ts.dependents:
             self.copies.keep(key, value)
         self._arrived(ts, ws, nbytes, value)
+        if ws.busy_threads() < ws.nthreads and not ws.paused:
+            self._steal()  # a thread that ran out of work need not wait for the next balance
         return self._flush()
 
     def task_started(self, worker: str, keys: Iterable[str], stimulus_id: str = "") -> Outbox:
@@ -403,7 +407,18 @@ class SchedulerState(WorkerLoss):
         ws = self.workers.get(worker)
         if ws is not None:
             ws.metrics = {k: v for k, v in metrics.items() if k != "op" and isinstance(v, int)}
+            self._measured = None
         return self._flush()
+
+    def bandwidth(self) -> float:
+        """Bytes per second between workers: the mean of what workers measured on their fetches
+        (``bandwidth`` in their heartbeats), or the configured guess until one has."""
+        if self._measured is None or self._measured[0] != len(self.workers):
+            rates = [ws.metrics["bandwidth"] for ws in self.workers.values()
+                     if ws.metrics.get("bandwidth", 0) > 0]
+            self._measured = (len(self.workers), sum(rates) / len(rates) if rates
+                              else self.config.transfer_bandwidth)
+        return self._measured[1]
 
     def set_paused(self, worker: str, paused: bool, stimulus_id: str = "") -> Outbox:
         ws = self.workers.get(worker)
@@ -415,17 +430,21 @@ class SchedulerState(WorkerLoss):
     def balance(self, stimulus_id: str = "") -> Outbox:
         """Move queued-on-worker tasks from overloaded workers to idle ones (work stealing).
 
-        Called periodically by the I/O layer. Only tasks whose estimated run time outweighs the
+        Called periodically by the I/O layer, and when a worker's thread runs out of work (a
+        task finished and nothing replaced it). Only tasks whose estimated run time outweighs the
         cost of moving their inputs are stolen, and the victim confirms before anything moves.
         """
         self._stimulus = stimulus_id
+        self._steal()
+        return self._flush()
+
+    def _steal(self) -> None:
         if self._queue or len(self.workers) < 2:
-            return self._flush()
+            return
         for ts, thief in plan_steals(self.workers.values(), self.durations,
-                                     self.config.transfer_bandwidth):
+                                     self.bandwidth()):
             ts.stealing_to = thief
             self._send(ts.processing_on.address, {"op": "steal", "key": ts.key})
-        return self._flush()
 
     def steal_response(self, worker: str, key: str, ok: bool, stimulus_id: str = "") -> Outbox:
         self._stimulus = stimulus_id
@@ -546,7 +565,7 @@ class SchedulerState(WorkerLoss):
     def _decide_worker(self, ts: TaskState) -> WorkerState | None:
         """Where a task with inputs runs (see :func:`placement.decide_worker`)."""
         return decide_worker(ts, self.workers.values(), self._guessed,
-                             self.config.unknown_task_duration, self.config.transfer_bandwidth)
+                             self.config.unknown_task_duration, self.bandwidth())
 
     def _dispatch(self) -> None:
         """Hand queued tasks to workers with room, highest priority first."""
