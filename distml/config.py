@@ -62,7 +62,8 @@ class Config:
     #: Duration assumed for a task whose kind has never run, in seconds.
     unknown_task_duration: float = 0.5
     #: Bytes per second assumed for moving a result between workers, when the scheduler weighs
-    #: where a task runs (and whether to steal it) against the time its inputs take to move.
+    #: where a task runs (and whether to steal it) against the time its inputs take to move;
+    #: once workers have timed transfers of 1 MB or more, their measurements are used instead.
     transfer_bandwidth: float = 100e6
     #: Results up to this size (pickled) travel with the completion message to the clients that
     #: want them, saving a fetch from the worker.

@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 import psutil
@@ -26,6 +27,7 @@ from distml.sizeof import sizeof
 from distml.worker.context import close_worker_client
 from distml.worker.runner import TaskRunner, encode_exception
 from distml.worker.spill import SpillBuffer
+from distml.worker.transfers import TransferMeter
 from distml.worker.state import (Execute, Fetch, Forget, Instruction, Interrupt,
                                  SendToScheduler, WorkerStateMachine)
 
@@ -82,6 +84,7 @@ class Worker:
         self.payloads: dict[str, Any] = {}
         self.runner: TaskRunner | None = None
         self.pool = ConnectionPool(self.config)
+        self.transfers = TransferMeter()
         self.stream: BatchedStream | None = None
         self._scheduler_comm: Comm | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -293,6 +296,7 @@ class Worker:
 
     # ------------------------------------------------------------------ peers
     async def _fetch(self, address: str, keys: list[str]) -> None:
+        started = time.perf_counter()
         try:
             header, frames = await self.pool.request(address, {"op": "get-data", "keys": keys})
             values = unpack_values(header, frames)
@@ -309,6 +313,7 @@ class Worker:
         for key, value in values.items():
             self.data[key] = value
             sizes[key] = sizeof(value)
+        self.transfers.record(sum(sizes.values()), time.perf_counter() - started)
         missing = [k for k in keys if k not in values]
         out = self.state.fetch_done(address, sizes)
         if missing:
@@ -368,7 +373,7 @@ class Worker:
         while not self._closing:
             await asyncio.sleep(self.config.heartbeat_interval)
             self.stream.send({"op": "heartbeat", "executing": self.runner.running(),
-                              **self.memory_report()})
+                              **self.memory_report(), **self.transfers.report()})
 
     def memory_report(self) -> dict[str, int]:
         return {"rss": self._process.memory_info().rss, "managed": self.data.fast_bytes,
