@@ -24,7 +24,7 @@ from distml.estimators.model_selection import GridSearchCV, RandomizedSearchCV
 
 class CountingPCA(TransformerMixin, BaseEstimator):
     """PCA that appends one line per fit to ``log`` (a file shared by the worker processes):
-    a real count of the fits that ran."""
+    a real count of the fits that ran, as ``n_components rows``."""
 
     def __init__(self, n_components: int = 2, log: str = "") -> None:
         self.n_components = n_components
@@ -32,7 +32,7 @@ class CountingPCA(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         with open(self.log, "a") as f:
-            f.write(f"{self.n_components}\n")
+            f.write(f"{self.n_components} {len(X)}\n")
         self.pca_ = PCA(self.n_components).fit(X)
         return self
 
@@ -144,8 +144,15 @@ def test_without_client_same_results(digits):
     assert_same_results(ours, skms.GridSearchCV(pipeline(), grid, cv=3).fit(X, y))
 
 
+def _fits(log) -> list[tuple[str, int]]:
+    """``(n_components, rows)`` of each fit logged."""
+    if not log.exists():
+        return []
+    return [(n, int(rows)) for n, rows in (line.split() for line in log.read_text().splitlines())]
+
+
 def _fit_counts(log) -> list[str]:
-    return log.read_text().split() if log.exists() else []
+    return [n for n, _ in _fits(log)]
 
 
 def test_each_prefix_fitted_once_per_fold(client, digits, tmp_path):
@@ -157,10 +164,13 @@ def test_each_prefix_fitted_once_per_fold(client, digits, tmp_path):
                     ("clf", LogisticRegression(max_iter=300))])
     grid = {"pca__n_components": [4, 8], "clf__C": [0.01, 0.1, 1.0]}
     ours = GridSearchCV(est, grid, cv=3, progress=False).fit(X, y)
-    fits = _fit_counts(log)
-    # 2 PCA settings x 3 folds, plus the refit of the best pipeline (on a worker)
-    assert len(fits) == 2 * 3 + 1
-    assert sorted(fits[:-1]) == ["4"] * 3 + ["8"] * 3
+    fits = _fits(log)
+    # 2 PCA settings x 3 folds ...
+    assert sorted(n for n, rows in fits if rows < len(X)) == ["4"] * 3 + ["8"] * 3
+    # ... and the refit of the best pipeline on a worker, after a refit of the candidate
+    # leading when a worker ran out of work (if it was not the best in the end)
+    refits = [n for n, rows in fits if rows == len(X)]
+    assert refits[-1] == str(ours.best_params_["pca__n_components"]) and len(refits) <= 2
     assert ours.n_prefix_fits_ == 3 + 2 * 3  # the scaler on 3 folds, PCA on 6 (fold, params)
     log.unlink()
     ref = skms.GridSearchCV(est, grid, cv=3).fit(X, y)
@@ -287,7 +297,8 @@ def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
 
 
 class CountingScaler(TransformerMixin, BaseEstimator):
-    """StandardScaler that appends one line per fit to ``log`` (shared by the workers)."""
+    """StandardScaler that appends one line per fit to ``log`` (shared by the workers), as
+    ``columns rows``."""
 
     def __init__(self, log: str = "", with_mean: bool = True) -> None:
         self.log = log
@@ -295,7 +306,7 @@ class CountingScaler(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         with open(self.log, "a") as f:
-            f.write(f"{X.shape[1]}\n")
+            f.write(f"{X.shape[1]} {X.shape[0]}\n")
         self.scaler_ = StandardScaler(with_mean=self.with_mean).fit(X)
         return self
 

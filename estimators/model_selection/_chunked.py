@@ -25,7 +25,7 @@ from sklearn.model_selection._validation import _warn_or_raise_about_fit_failure
 from distml.estimators import metrics
 from distml.estimators._data import _align, as_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
-from distml.estimators.model_selection._graph import (_configured, is_skipped, pipeline_steps,
+from distml.estimators.model_selection._graph import (configured, is_skipped, pipeline_steps,
                                                       token)
 from distml.estimators.model_selection._progress import SearchProgress
 from distml.estimators.model_selection._split import block_folds, select_blocks
@@ -144,7 +144,7 @@ def _chain(estimator: Any, params: dict, fold_id: str) -> tuple[list, Any]:
     """The prefix steps ``[(ident, step)]`` and the final estimator of a candidate."""
     steps = pipeline_steps(estimator, params, {})
     if steps is None:
-        return [], _configured(estimator, params)
+        return [], configured(estimator, params)
     chain, ident = [], fold_id
     for name, step, _ in steps[:-1]:
         if not is_skipped(step):

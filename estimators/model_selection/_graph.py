@@ -269,18 +269,20 @@ def _join(*parts: str) -> str:
     return xxhash.xxh3_128_hexdigest("\x00".join(parts).encode())
 
 
-def _configured(obj: Any, params: dict) -> Any:
+def configured(obj: Any, params: dict) -> Any:
     """``obj`` (an unfitted estimator) cloned with ``params`` set, as the search sets them."""
     if not params:
         return clone(obj)
     return clone(obj).set_params(**clone(params, safe=False))
 
 
-def pipeline_steps(estimator: Any, params: dict, fit_params: dict
+def pipeline_steps(estimator: Any, params: dict, fit_params: dict, shared: dict | None = None
                    ) -> list[tuple[str, Any, dict]] | None:
     """``[(name, configured step or "passthrough"/None, step fit params), ...]`` of a candidate
     of a Pipeline, or None when it must be fitted as one piece (not a pipeline, pipeline-level
-    parameters searched or passed, a passthrough final step)."""
+    parameters searched or passed, a passthrough final step).  With ``shared`` (a dict kept
+    across the candidates of a search), a step configured the same way for several candidates
+    is one object, cloned once (its hash too is then computed once)."""
     if not isinstance(estimator, Pipeline):
         return None
     names = [name for name, _ in estimator.steps]
@@ -299,7 +301,13 @@ def pipeline_steps(estimator: Any, params: dict, fit_params: dict
             continue
         fit = {k.partition("__")[2]: v for k, v in fit_params.items()
                if k.startswith(name + "__")}
-        steps.append((name, _configured(obj, sub), fit))
+        if shared is None:
+            steps.append((name, configured(obj, sub), fit))
+            continue
+        ident = (name, id(obj), token(sub))
+        if ident not in shared:
+            shared[ident] = (obj, configured(obj, sub))  # obj kept: its id stays its own
+        steps.append((name, shared[ident][1], fit))
     if is_skipped(steps[-1][1]):
         return None
     return steps
@@ -332,6 +340,7 @@ class SearchPlan:
         self.prefix_fits = 0
         self._hashes: dict[int, tuple[Any, str]] = {}
         self._recipes: dict[int, tuple[dict, list | None, Any]] = {}
+        self._steps: dict[tuple, tuple[Any, Any]] = {}
 
     def _add(self, kind: str, ident: str, func: Callable, *args: Any) -> str:
         key = f"search-{kind}-{ident}"
@@ -395,9 +404,9 @@ class SearchPlan:
         as one piece), built once per candidate."""
         hit = self._recipes.get(id(params))
         if hit is None or hit[0] is not params:
-            steps = (pipeline_steps(self.estimator, params, self.fit_params)
+            steps = (pipeline_steps(self.estimator, params, self.fit_params, self._steps)
                      if self.share_prefixes else None)
-            whole = _configured(self.estimator, params) if steps is None else None
+            whole = configured(self.estimator, params) if steps is None else None
             hit = self._recipes[id(params)] = (params, steps, whole)
         return hit[1], hit[2]
 

@@ -82,18 +82,21 @@ def batches(plan: SearchPlan, finals: list[str], size: int) -> dict[str, list[st
              "search-batch-" + _join(*members)): members for members in units.values()}
 
 
-def default_batch_size(client: Any, n_finals: int) -> int:
+def default_batch_size(client: Any, n_finals: int, threads: int) -> int:
     """Finals per task: enough tasks left for four per worker thread, and at most 16."""
     if client is None:
         return 1
-    return max(1, min(16, n_finals // (4 * max(1, sum(client.nthreads().values())))))
+    return max(1, min(16, n_finals // (4 * max(1, threads))))
 
 
 def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any], None],
-             client: Any = None, wave_size: int = 64, batch_size: int = 1) -> None:
+             client: Any = None, wave_size: int = 64, batch_size: int = 1,
+             on_idle: Callable[[], None] | None = None, threads: int = 1) -> None:
     """Compute the nodes ``finals`` of ``plan`` (submitted in this order, ``batch_size`` that
     share their inputs per task), calling ``on_result(key, value)`` in this thread as each one
-    finishes.  A task that raises raises here, and everything still running is released."""
+    finishes.  ``on_idle()`` is called once, when all is submitted and fewer tasks than the
+    cluster's ``threads`` are left (one is idle), unless that is only when all are done.  A
+    task that raises raises here, and everything still running is released."""
     if client is None:
         closures = {f: plan.closure([f]) for f in finals}
         users: Counter = Counter(k for f in finals for k in closures[f])
@@ -116,36 +119,60 @@ def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any]
             return _task(plan.nodes[unit])
         return (collect, *[_task(plan.nodes[m]) for m in members])
 
-    def submit_wave() -> int:
+    def take_wave() -> tuple[list[str], int]:
         wave, count = [], 0
         while pending and count < wave_size:
             wave.append(pending.popleft())
             count += len(units[wave[-1]])
-        needed = list(dict.fromkeys(k for u in wave for k in inputs[u]))
-        new = [k for k in needed if k not in held] + wave
-        dsk = {k: held[k] if k in held else _task(plan.nodes[k]) for k in needed}
-        dsk.update((u, task(u)) for u in wave)
-        held.update(zip(new, client.persist(_Graph(dsk, new))))
-        for unit in wave:
-            done.add(held.pop(unit))
-            for key in inputs[unit]:
-                users[key] -= 1
-                if not users[key]:
-                    held.pop(key, None)
-        logger.debug("search wave: %d candidate-folds in %d tasks, %d new tasks", count,
-                     len(wave), len(new))
-        return count
+        return wave, count
 
+    def submit(tasks: dict[str, tuple], deps: set[str]) -> None:
+        """Persist ``tasks``; their inputs ``deps`` that are on the cluster already are
+        referenced by future."""
+        dsk = {d: held[d] for d in deps if d not in tasks}
+        dsk.update(tasks)
+        held.update(zip(tasks, client.persist(_Graph(dsk, list(tasks)))))
+
+    def fill() -> int:
+        """Submit waves until two are in flight: first every input node they need that is not
+        on the cluster yet, as one earlier graph (so workers run these cheap, fanning-out
+        prefix fits before any candidate's final fit), then each wave."""
+        waves = []
+        added = 0
+        while pending and in_flight + added < 2 * wave_size:
+            waves.append(take_wave())
+            added += waves[-1][1]
+        if not waves:
+            return 0
+        new = [k for wave, _ in waves for u in wave for k in inputs[u] if k not in held]
+        new = list(dict.fromkeys(new))
+        if new:
+            submit({k: _task(plan.nodes[k]) for k in new},
+                   {d for k in new for d in plan.nodes[k].deps})
+        for wave, count in waves:
+            submit({u: task(u) for u in wave}, {k for u in wave for k in inputs[u]})
+            for unit in wave:
+                done.add(held.pop(unit))
+                for key in inputs[unit]:
+                    users[key] -= 1
+                    if not users[key]:
+                        held.pop(key, None)
+            logger.debug("search wave: %d candidate-folds in %d tasks", count, len(wave))
+        return added
+
+    finished = 0
     try:
-        while pending and in_flight < 2 * wave_size:
-            in_flight += submit_wave()
+        in_flight += fill()
         for future in done:
             value = future.result()
             members = units[future.key]
             in_flight -= len(members)
+            finished += 1
             for key, result in zip(members, value if len(members) > 1 else [value]):
                 on_result(key, result)
-            while pending and in_flight < 2 * wave_size:
-                in_flight += submit_wave()
+            in_flight += fill()
+            if on_idle is not None and not pending and 0 < len(units) - finished <= threads:
+                on_idle()
+                on_idle = None
     finally:
         held.clear()

@@ -31,8 +31,10 @@ from sklearn.utils.validation import _check_method_params
 
 from distml.estimators._data import is_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
-from distml.estimators.model_selection._graph import SearchPlan, reissue, run_refit, token
+from distml.estimators.model_selection._graph import (SearchPlan, configured, reissue, run_refit,
+                                                      token)
 from distml.estimators.model_selection._progress import SearchProgress
+from distml.estimators.model_selection._refit import EarlyRefit
 from distml.estimators.model_selection._run import default_batch_size, run_plan
 
 logger = logging.getLogger(__name__)
@@ -91,31 +93,38 @@ class _DistributedSearch(metaclass=ABCMeta):
         client = _client()
         data = (X, y) if client is None else tuple(client.scatter([X, y], broadcast=True)) \
             if y is not None else (client.scatter(X, broadcast=True), None)
-        out = self._evaluate(X, y, data, client, candidates, splits, scorers, routed)
+        early = None
+        if client is not None and self.refit and not callable(self.refit):
+            early = EarlyRefit(client, self.estimator, candidates, len(splits),
+                               self.refit if isinstance(self.refit, str) else refit_metric,
+                               *data, routed.estimator.fit)
+        out = self._evaluate(X, y, data, client, candidates, splits, scorers, routed,
+                             on_idle=None if early is None else early.start)
         results = self._format_results(candidates, self.n_splits_, out)
         self.multimetric_ = isinstance(out[0]["test_scores"], dict)
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
             refit_metric = self.refit
         return self._finish(results, refit_metric, scorers, X, y, routed.estimator.fit,
-                            placed=None if client is None else (client, *data))
+                            placed=None if client is None else (client, *data), early=early)
 
     def _finish(self, results: dict, refit_metric: str, scorers: Any, X: Any, y: Any,
-                fit_params: dict, placed: tuple | None = None) -> Any:
+                fit_params: dict, placed: tuple | None = None,
+                early: EarlyRefit | None = None) -> Any:
         """Best candidate, refit and the fitted attributes, as scikit-learn sets them.  With
         ``placed`` (the client and the data's futures) the refit runs on the cluster, as the
-        candidates' fits did; otherwise here."""
+        candidates' fits did (or was started there already: ``early``); otherwise here."""
         if self.refit or not self.multimetric_:
             self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
             if not callable(self.refit):
                 self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
             self.best_params_ = results["params"][self.best_index_]
         if self.refit:
-            self.best_estimator_ = clone(self.estimator).set_params(
-                **clone(self.best_params_, safe=False))
+            self.best_estimator_ = configured(self.estimator, self.best_params_)
             if placed is not None:
                 client, X_ref, y_ref = placed
-                self.best_estimator_, self.refit_time_, warned = client.submit(
+                self.best_estimator_, self.refit_time_, warned = (
+                    early is not None and early.take(self.best_index_)) or client.submit(
                     run_refit, self.best_estimator_, X_ref, y_ref, fit_params,
                     pure=False).result()
                 reissue(warned)
@@ -133,8 +142,11 @@ class _DistributedSearch(metaclass=ABCMeta):
         return self
 
     def _evaluate(self, X: Any, y: Any, data: tuple, client: Any, candidates: list[dict],
-                  splits: list, scorers: Any, routed: Any) -> list[dict]:
-        """One result dict per (candidate, fold), candidate-major, as scikit-learn's."""
+                  splits: list, scorers: Any, routed: Any,
+                  on_idle: Callable[[list], None] | None = None) -> list[dict]:
+        """One result dict per (candidate, fold), candidate-major, as scikit-learn's.
+        ``on_idle(results so far)`` is called once, if a worker thread runs out of work before
+        the last result arrives."""
         n_splits = len(splits)
         if not candidates or not n_splits:
             raise ValueError("No fits were performed. Was the CV iterator empty? "
@@ -180,10 +192,12 @@ class _DistributedSearch(metaclass=ABCMeta):
                     checkpoint.record(ident, result)
             bar.update(len(wanted[key]))
 
+        threads = 1 if client is None else sum(client.nthreads().values())
         try:
             run_plan(plan, list(wanted), on_result, client,
-                     wave_size=self.wave_size or _default_wave(client),
-                     batch_size=default_batch_size(client, len(wanted)))
+                     wave_size=self.wave_size or _default_wave(client, threads),
+                     batch_size=default_batch_size(client, len(wanted), threads),
+                     on_idle=None if on_idle is None else (lambda: on_idle(out)), threads=threads)
         finally:
             if checkpoint is not None:
                 checkpoint.close()
@@ -194,11 +208,11 @@ class _DistributedSearch(metaclass=ABCMeta):
         return out
 
 
-def _default_wave(client: Any) -> int:
+def _default_wave(client: Any, threads: int) -> int:
     """Candidate-folds per wave: several per worker thread, at least 32."""
     if client is None:
         return 1
-    return max(32, 8 * sum(client.nthreads().values()))
+    return max(32, 8 * threads)
 
 
 _EXTRA_DOC = """
