@@ -282,6 +282,23 @@ def test_progress_counts_candidate_folds(client, digits, monkeypatch):
     assert made[0]._bar is not None and made[0]._bar.n == 6
 
 
+
+def test_progress_reports_to_the_dashboard_at_most_every_quarter_second():
+    pytest.importorskip("distml.diagnostics.progress")
+    from distml.estimators.model_selection import _progress
+    sent = []
+
+    class Counted(_progress.SearchProgress):
+        def _send(self):
+            sent.append(self.done)
+            super()._send()
+
+    progress = Counted("GridSearchCV", 500, False)
+    for _ in range(500):  # well within a quarter second: the start and the end only
+        progress.update(1)
+    progress.close()
+    assert sent[0] == 0 and sent[-1] == 500 and len(sent) <= 3
+
 def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
     """Final fits that read the same fitted prefix on the same fold run in one task (here 4
     values of C per prefix and fold: 12 tasks, not 48), with scikit-learn's results."""
