@@ -288,3 +288,17 @@ def test_heartbeats_count_only_tasks_in_threads(cluster, client):
     assert max(seen) <= 1  # one thread per worker
     client.gather(futures)
     del futures
+
+
+def test_scatter_right_after_releasing_the_same_data_keeps_it(client):
+    """Releasing a scattered key makes the scheduler free it on its worker; scattering the same
+    data again at once puts a new copy there, which that free (overtaken by the direct put)
+    must not drop: each iteration would otherwise risk a task waiting forever for it."""
+    data = np.arange(100_000.0)
+    worker = sorted(client.nthreads())[:1]
+    for _ in range(200):
+        first = client.scatter(data, workers=worker)
+        del first
+        again = client.scatter(data, workers=worker)
+        assert client.submit(np.sum, again).result(timeout=10) == data.sum()
+        del again

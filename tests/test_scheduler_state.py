@@ -194,6 +194,13 @@ def test_a_worker_that_dies_before_reporting_a_start_blames_the_head_of_its_queu
     assert sorted(computes(out, B)) == ["t-1", "t-2"]
 
 
+def test_scattered_data_is_confirmed_to_its_holders():
+    s = new_state(A, B)
+    out = s.scatter(C, {"x": [A, B], "y": [A]}, {"x": 8, "y": 8}, "put-7")
+    assert ops(out, A, "confirm") == [{"op": "confirm", "keys": ["x", "y"], "put": "put-7"}]
+    assert ops(out, B, "confirm") == [{"op": "confirm", "keys": ["x"], "put": "put-7"}]
+
+
 def test_lost_scattered_data_is_reported_not_waited_for():
     s = new_state(A)
     s.scatter(C, {"d": [A]}, {"d": 8})

@@ -198,6 +198,28 @@ def test_a_freed_input_goes_once_its_last_task_here_is_dropped():
 def test_a_freed_input_scattered_again_stays_when_its_task_leaves():
     w = fetched_input_of_a_ready_task()
     w.free(["d"])  # kept for "t"
-    w.data_put({"d": 8})  # a client scatters the same key: the scheduler counts it here
+    w.data_put({"d": 8}, "put-1")  # a client scatters the same key: held here again
     out = w.free(["t"])
     assert not kinds(out, Forget) and w.has_data(["d"])
+
+
+def test_a_free_that_predates_a_scatter_does_not_drop_its_copy():
+    """The client released ``k`` and scattered it again at once: the scheduler's free (decided
+    on the release) may reach the worker after the new copy, before the scheduler confirms it."""
+    w = WorkerStateMachine(1)
+    w.data_put({"k": 8}, "put-1")
+    w.confirm(["k"], "put-1")
+    w.data_put({"k": 8}, "put-2")
+    assert not kinds(w.free(["k"]), Forget) and w.has_data(["k"])  # stale: put-2 unconfirmed
+    w.confirm(["k"], "put-2")
+    assert [f.key for f in kinds(w.free(["k"]), Forget)] == ["k"]  # after confirmation: applies
+
+
+def test_a_confirmation_counts_for_its_own_put_only():
+    w = WorkerStateMachine(1)
+    w.data_put({"k": 8}, "put-1")
+    w.data_put({"k": 8}, "put-2")  # arrived before the scheduler confirmed put-1
+    w.confirm(["k"], "put-1")
+    assert not kinds(w.free(["k"]), Forget) and w.has_data(["k"])
+    w.confirm(["k"], "put-2")
+    assert kinds(w.free(["k"]), Forget)

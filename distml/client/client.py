@@ -605,10 +605,12 @@ class Client:
                 plan.setdefault(worker, {})[key] = value
         who_has: dict[str, list[str]] = {}
         nbytes: dict[str, int] = {}
+        put_id = self._unique_token()  # the scheduler confirms this put to the workers
 
         async def put(worker: str, serialized: dict[str, list]) -> None:
             header, frames = pack_frames(serialized)
-            reply, _ = await self.pool.request(worker, {"op": "put-data", **header}, frames)
+            reply, _ = await self.pool.request(worker, {"op": "put-data", "put": put_id,
+                                                        **header}, frames)
             if reply.get("op") != "ok":
                 raise DistmlError(f"worker {worker} refused data: {reply.get('message')}")
             for key, size in reply["nbytes"].items():
@@ -616,7 +618,8 @@ class Client:
                 nbytes[key] = size
 
         await asyncio.gather(*(put(w, v) for w, v in plan.items()))
-        self._stream.send({"op": "scatter", "who_has": who_has, "nbytes": nbytes})
+        self._stream.send({"op": "scatter", "who_has": who_has, "nbytes": nbytes,
+                           "put": put_id})
 
     # ------------------------------------------------------------------ control
     def cancel(self, futures: Iterable[Future]) -> None:

@@ -47,7 +47,7 @@ CLIENT_OPS: dict[str, tuple[tuple[str, Any], ...]] = {
     "want-keys": (_KEYS,),
     "cancel": (_KEYS,),
     "retry": (_KEYS,),
-    "scatter": (("who_has", dict), ("nbytes", dict)),
+    "scatter": (("who_has", dict), ("nbytes", dict), ("put", str)),
     "who-has": (_KEYS, ("id", int)),
     "story": (_KEYS, ("id", int)),
     "pending": (_KEYS, ("id", int)),
@@ -453,7 +453,7 @@ class Scheduler:
         elif op == "retry":
             self._apply(s.retry, client_id, msg["keys"])
         elif op == "scatter":
-            self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"])
+            self._apply(s.scatter, client_id, msg["who_has"], msg["nbytes"], msg["put"])
         elif op == "activity":
             self.recorder.activities.update(client_id, msg)
         elif op in ("who-has", "story", "pending", "info", "history", "dump-state"):

@@ -234,11 +234,14 @@ class SchedulerState(WorkerLoss):
         return self._flush()
 
     def scatter(self, client_id: str, who_has: dict[str, list[str]], nbytes: dict[str, int],
-                stimulus_id: str = "") -> Outbox:
-        """A client placed data on workers directly; record it as keys in memory."""
+                put: str = "", stimulus_id: str = "") -> Outbox:
+        """A client placed data on workers directly (its scatter ``put``); record it as keys in
+        memory, and confirm it to each holder (frees it receives before the confirmation
+        predate its copy, see the worker's ``confirm``)."""
         self._stimulus = stimulus_id
         cs = self.clients.get(client_id) or self.clients.setdefault(client_id,
                                                                    ClientState(client_id))
+        confirmed: dict[str, list[str]] = {}
         for key, addresses in who_has.items():
             ts = self.tasks.get(key)
             if ts is None:
@@ -251,10 +254,13 @@ class SchedulerState(WorkerLoss):
             ts.nbytes = nbytes.get(key, 0)
             for ws in holders:
                 self._add_replica(ts, ws)
+                confirmed.setdefault(ws.address, []).append(key)
             ts.who_wants.add(cs)
             cs.wants.add(ts)
             self._report_to(cs, ts)
             self._release_dependents_of(ts)
+        for address, keys in confirmed.items():
+            self._send(address, {"op": "confirm", "keys": keys, "put": put})
         return self._flush()
 
     # ------------------------------------------------------------------ workers

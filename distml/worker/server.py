@@ -222,6 +222,8 @@ class Worker:
                 logger.error("could not load the scheduler's copy of %s: %s", key, exc)
                 return
             self._carry_out(sm.restore(key, msg["nbytes"]))
+        elif op == "confirm":
+            self._carry_out(sm.confirm(msg["keys"], msg["put"]))
         elif op == "steal":
             out = sm.steal(msg["key"])
             if out[0].msg["ok"]:
@@ -334,10 +336,13 @@ class Worker:
                     reply, parts = pack_values(found)
                     await comm.send({"op": "data", **reply}, parts)
                 elif op == "put-data":
+                    put = header.get("put")
+                    if not isinstance(put, str):
+                        raise ProtocolError("put-data needs the scatter's id ('put')")
                     values = unpack_values(header, frames)
                     self.data.update(values)
                     sizes = {k: sizeof(v) for k, v in values.items()}
-                    self._carry_out(self.state.data_put(sizes))
+                    self._carry_out(self.state.data_put(sizes, put))
                     await comm.send({"op": "ok", "nbytes": sizes})
                 elif op == "run":
                     await comm.send(await self._run_function(header, frames))

@@ -106,6 +106,11 @@ class WorkerStateMachine:
         self._orphans: set[str] = set()
         #: key -> how many tasks here have it as an input.
         self._input_refs: dict[str, int] = {}
+        #: key -> the put (a client's scatter) of its copy here that the scheduler has not yet
+        #: confirmed. A free arriving meanwhile was decided before the scheduler knew of this
+        #: copy (the client released the key just before scattering it again) and must not
+        #: drop it; a confirmation of an earlier put of the same key does not count.
+        self._unconfirmed: dict[str, str] = {}
 
     # ------------------------------------------------------------------ scheduler events
     def compute(self, key: str, payload: Any, priority: Iterable, deps: dict[str, list[str]],
@@ -154,7 +159,7 @@ class WorkerStateMachine:
                     out.append(Interrupt(key))
                 elif task.state != CANCELLED:
                     out.extend(self._drop_task(task))
-            if key in self.in_memory:
+            if key in self.in_memory and key not in self._unconfirmed:
                 if self._needed_here(key):
                     self._orphans.add(key)
                 else:
@@ -162,6 +167,14 @@ class WorkerStateMachine:
                     out.append(Forget(key))
         out.extend(self._start_executions())
         return out
+
+    def confirm(self, keys: Iterable[str], put: str) -> list[Instruction]:
+        """The scheduler recorded the ``keys`` of the scatter ``put`` as held here: frees from
+        now on apply to them (unless a later put of a key came meanwhile)."""
+        for key in keys:
+            if self._unconfirmed.get(key) == put:
+                del self._unconfirmed[key]
+        return []
 
     def steal(self, key: str) -> list[Instruction]:
         """The scheduler wants to move ``key`` elsewhere: agree only if it has not started."""
@@ -188,6 +201,7 @@ class WorkerStateMachine:
         self._holders.clear()
         self._tried.clear()
         self._needed_by.clear()
+        self._unconfirmed.clear()  # the next scheduler learns of every key here on joining
         return []
 
     def set_paused(self, paused: bool) -> list[Instruction]:
@@ -300,11 +314,13 @@ class WorkerStateMachine:
         out.extend(self._start_executions())
         return out
 
-    def data_put(self, sizes: dict[str, int]) -> list[Instruction]:
-        """A client put the values of ``sizes`` here (scatter): they are held here now, also
-        those freed earlier that a task here kept (the client's copy is the scheduler's)."""
+    def data_put(self, sizes: dict[str, int], put: str) -> list[Instruction]:
+        """A client put the values of ``sizes`` here (scatter ``put``, which the scheduler
+        confirms): they are held here now, also those freed earlier that a task here kept (the
+        client's copy is the scheduler's)."""
         for key, nbytes in sizes.items():
             self._input_arrived(key, nbytes)
+            self._unconfirmed[key] = put
         return self._start_executions()
 
     def restore(self, key: str, nbytes: int) -> list[Instruction]:
