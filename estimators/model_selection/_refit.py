@@ -2,7 +2,7 @@
 
 A search ends with one fit of the best candidate on all the data, which cannot start before
 every candidate-fold is scored; on a small search it is a twentieth of the time.  When nothing
-is left to submit and fewer tasks are running than the cluster has threads, the candidate
+is left to submit and no more tasks remain than the cluster has threads, the candidate
 leading so far (the highest mean test score over the folds scored) is refitted on an idle
 thread.  If it is still the best once all scores are in, that refit is the search's; otherwise
 it is cancelled and the best candidate is refitted as usual.  Either way the fitted model is

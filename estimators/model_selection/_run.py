@@ -94,9 +94,9 @@ def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any]
              on_idle: Callable[[], None] | None = None, threads: int = 1) -> None:
     """Compute the nodes ``finals`` of ``plan`` (submitted in this order, ``batch_size`` that
     share their inputs per task), calling ``on_result(key, value)`` in this thread as each one
-    finishes.  ``on_idle()`` is called once, when all is submitted and fewer tasks than the
-    cluster's ``threads`` are left (one is idle), unless that is only when all are done.  A
-    task that raises raises here, and everything still running is released."""
+    finishes.  ``on_idle()`` is called once, when all is submitted and no more tasks than the
+    cluster's ``threads`` are left (so a thread may be idle), unless that is only when all are
+    done.  A task that raises raises here, and everything still running is released."""
     if client is None:
         closures = {f: plan.closure([f]) for f in finals}
         users: Counter = Counter(k for f in finals for k in closures[f])
