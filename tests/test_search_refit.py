@@ -61,6 +61,11 @@ def test_early_refit_handed_over_only_for_the_best(client, data):
     assert early.take(1) is None  # and handed over at most once
     assert EarlyRefit(client, LogisticRegression(), candidates, 1, "score", X, y, {}
                       ).take(0) is None  # never started
+    early = EarlyRefit(client, LogisticRegression(), candidates, 1, "score", X, y, {})
+    early.start([scored(0.5), scored(0.8)])
+    model, _, _ = early.result(0)  # the leader lost: the best is refitted instead
+    assert model.C == 0.01
+    np.testing.assert_array_equal(model.coef_, LogisticRegression(C=0.01).fit(X, y).coef_)
 
 
 def test_plan_calls_on_idle_once_when_a_thread_runs_out_of_work(client, data):

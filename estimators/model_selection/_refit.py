@@ -39,8 +39,9 @@ def leading_candidate(out: list[dict | None], n_splits: int, metric: str) -> int
 
 
 class EarlyRefit:
-    """Starts the refit of the leading candidate (:meth:`start`, called when a thread is idle)
-    and hands it over if that candidate turns out best (:meth:`take`)."""
+    """The refit of a search on the cluster: started early for the leading candidate
+    (:meth:`start`, called when a thread is idle), handed over if that candidate turns out best
+    (:meth:`take`), else run for the best one (:meth:`result`)."""
 
     def __init__(self, client: Any, estimator: Any, candidates: list[dict], n_splits: int,
                  metric: str, X: Any, y: Any, fit_params: dict) -> None:
@@ -54,9 +55,17 @@ class EarlyRefit:
         index = leading_candidate(out, self.n_splits, self.metric)
         if index is None:
             return
-        model = configured(self.estimator, self.candidates[index])
         self.index = index
-        self.future = self.client.submit(run_refit, model, *self.data, pure=False)
+        self.future = self._submit(index)
+
+    def _submit(self, index: int) -> Any:
+        model = configured(self.estimator, self.candidates[index])
+        return self.client.submit(run_refit, model, *self.data, pure=False)
+
+    def result(self, best_index: int) -> tuple[Any, float, list]:
+        """``(fitted estimator, seconds, warnings)`` of candidate ``best_index`` fitted on all
+        the data: the refit started early if it was of that candidate, else a new one."""
+        return self.take(best_index) or self._submit(best_index).result()
 
     def take(self, best_index: int) -> tuple[Any, float, list] | None:
         """The started refit's ``(estimator, seconds, warnings)`` if it was of ``best_index``;

@@ -31,8 +31,7 @@ from sklearn.utils.validation import _check_method_params
 
 from distml.estimators._data import is_chunked
 from distml.estimators.model_selection._checkpoint import Checkpoint
-from distml.estimators.model_selection._graph import (SearchPlan, configured, reissue, run_refit,
-                                                      token)
+from distml.estimators.model_selection._graph import SearchPlan, configured, reissue, token
 from distml.estimators.model_selection._progress import SearchProgress
 from distml.estimators.model_selection._refit import EarlyRefit
 from distml.estimators.model_selection._run import default_batch_size, run_plan
@@ -93,27 +92,26 @@ class _DistributedSearch(metaclass=ABCMeta):
         client = _client()
         data = (X, y) if client is None else tuple(client.scatter([X, y], broadcast=True)) \
             if y is not None else (client.scatter(X, broadcast=True), None)
-        early = None
-        if client is not None and self.refit and not callable(self.refit):
-            early = EarlyRefit(client, self.estimator, candidates, len(splits),
-                               self.refit if isinstance(self.refit, str) else refit_metric,
-                               *data, routed.estimator.fit)
+        refit = None if client is None else EarlyRefit(
+            client, self.estimator, candidates, len(splits),
+            self.refit if isinstance(self.refit, str) else refit_metric, *data,
+            routed.estimator.fit)
+        early = refit is not None and self.refit and not callable(self.refit)
         out = self._evaluate(X, y, data, client, candidates, splits, scorers, routed,
-                             on_idle=None if early is None else early.start)
+                             on_idle=refit.start if early else None)
         results = self._format_results(candidates, self.n_splits_, out)
         self.multimetric_ = isinstance(out[0]["test_scores"], dict)
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
             refit_metric = self.refit
         return self._finish(results, refit_metric, scorers, X, y, routed.estimator.fit,
-                            placed=None if client is None else (client, *data), early=early)
+                            on_cluster=refit)
 
     def _finish(self, results: dict, refit_metric: str, scorers: Any, X: Any, y: Any,
-                fit_params: dict, placed: tuple | None = None,
-                early: EarlyRefit | None = None) -> Any:
+                fit_params: dict, on_cluster: EarlyRefit | None = None) -> Any:
         """Best candidate, refit and the fitted attributes, as scikit-learn sets them.  With
-        ``placed`` (the client and the data's futures) the refit runs on the cluster, as the
-        candidates' fits did (or was started there already: ``early``); otherwise here."""
+        ``on_cluster`` the refit runs on the cluster, as the candidates' fits did (perhaps
+        started there already); otherwise here."""
         if self.refit or not self.multimetric_:
             self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
             if not callable(self.refit):
@@ -121,12 +119,9 @@ class _DistributedSearch(metaclass=ABCMeta):
             self.best_params_ = results["params"][self.best_index_]
         if self.refit:
             self.best_estimator_ = configured(self.estimator, self.best_params_)
-            if placed is not None:
-                client, X_ref, y_ref = placed
-                self.best_estimator_, self.refit_time_, warned = (
-                    early is not None and early.take(self.best_index_)) or client.submit(
-                    run_refit, self.best_estimator_, X_ref, y_ref, fit_params,
-                    pure=False).result()
+            if on_cluster is not None:
+                self.best_estimator_, self.refit_time_, warned = on_cluster.result(
+                    self.best_index_)
                 reissue(warned)
             else:
                 start = time.time()
