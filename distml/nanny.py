@@ -23,7 +23,7 @@ import psutil
 from distml.comm import connect
 from distml.config import Config
 from distml.errors import DistmlError
-from distml.worker.allocator import MMAP_THRESHOLD
+from distml.worker.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,15 @@ def worker_process_environment(args: list[str]) -> dict[str, str]:
 
     - numpy's BLAS gets as many threads as the worker has task threads: otherwise every task
       thread's matrix product starts a thread per core, and on a small machine they fight.
-    - glibc's mmap threshold is fixed (:mod:`distml.worker.allocator`): mid-size work buffers
-      come from the heap, results of several MiB have their own mappings.
+    - glibc's mmap and trim thresholds are fixed (:mod:`distml.worker.allocator`): mid-size
+      work buffers come from the heap and stay there, results of several MiB have their own
+      mappings.
     """
     nthreads = args[args.index("--nthreads") + 1] if "--nthreads" in args else "1"
     env = {name: nthreads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                        "MKL_NUM_THREADS")}
     env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
+    env["MALLOC_TRIM_THRESHOLD_"] = str(TRIM_THRESHOLD)
     return env
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from distml.nanny import worker_process_environment
-from distml.worker.allocator import MMAP_THRESHOLD, release_free_memory
+from distml.worker.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, release_free_memory
 
 PROBE = """
 import numpy as np, psutil
@@ -26,15 +26,16 @@ print(before - after)
 """
 
 
-def test_worker_environment_fixes_the_mmap_threshold():
+def test_worker_environment_fixes_the_mmap_and_trim_thresholds():
     env = worker_process_environment(["--nthreads", "2"])
     assert env["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD)
+    assert int(env["MALLOC_TRIM_THRESHOLD_"]) == TRIM_THRESHOLD > MMAP_THRESHOLD
     assert env["OPENBLAS_NUM_THREADS"] == "2"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_freed_heap_memory_goes_back_to_the_system():
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+    env = {**os.environ, **worker_process_environment([])}
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
                          timeout=60, check=True)
     assert int(out.stdout) > 150 * 2**20, out.stdout
