@@ -171,34 +171,45 @@ class WorkerSupervisor:
         try:
             while not self._closing:
                 proc = self.process
+                memory = asyncio.get_running_loop().create_task(self._watch_memory(proc))
                 try:
-                    await asyncio.wait_for(proc.wait(), self.config.memory_monitor_interval)
-                except asyncio.TimeoutError:
-                    self._check_memory(proc)
-                    continue
+                    await proc.wait()
+                finally:
+                    memory.cancel()
                 if self._closing:
                     break
                 await self._died(self._kill_reason or describe_exit(proc.returncode))
         finally:
             self.stopped.set()
 
-    def _check_memory(self, proc: asyncio.subprocess.Process) -> None:
-        if not self.memory_limit or self._kill_reason is not None:
+    async def _watch_memory(self, proc: asyncio.subprocess.Process) -> None:
+        """Check the worker's resident memory every ``memory_monitor_interval`` while it runs
+        (one psutil handle per process: making one reads /proc, as does each check)."""
+        if not self.memory_limit:
             return
         try:
-            rss = psutil.Process(proc.pid).memory_info().rss
+            process = psutil.Process(proc.pid)
         except psutil.Error:
             return
-        if rss > self.memory_limit * self.config.memory_terminate_fraction:
-            reason = (f"memory limit exceeded: {rss // 2**20} MiB resident, limit "
-                      f"{self.memory_limit // 2**20} MiB")
-            logger.warning("worker %s: %s; restarting it", self.address, reason)
-            self._kill_reason = reason
-            # Kill first: a worker still alive after the scheduler dropped it would reconnect.
-            # The scheduler waits for this report before it says why the worker was lost.
-            proc.kill()
-            asyncio.get_running_loop().create_task(
-                self._report(self.address, reason, self._will_restart()))
+        while self._kill_reason is None:
+            await asyncio.sleep(self.config.memory_monitor_interval)
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                return
+            if rss > self.memory_limit * self.config.memory_terminate_fraction:
+                self._kill_for_memory(proc, rss)
+
+    def _kill_for_memory(self, proc: asyncio.subprocess.Process, rss: int) -> None:
+        reason = (f"memory limit exceeded: {rss // 2**20} MiB resident, limit "
+                  f"{self.memory_limit // 2**20} MiB")
+        logger.warning("worker %s: %s; restarting it", self.address, reason)
+        self._kill_reason = reason
+        # Kill first: a worker still alive after the scheduler dropped it would reconnect.
+        # The scheduler waits for this report before it says why the worker was lost.
+        proc.kill()
+        asyncio.get_running_loop().create_task(
+            self._report(self.address, reason, self._will_restart()))
 
     def _will_restart(self) -> bool:
         """Whether the worker, if it died now, would be started again (not after
