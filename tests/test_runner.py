@@ -67,3 +67,41 @@ def test_interrupting_a_queued_key_skips_it():
         await finished(2)
 
     assert outcomes_of(script) == ["ok", "interrupted"]
+
+
+HOLD = threading.Event()
+
+
+def held() -> bool:
+    return HOLD.wait(10)
+
+
+def test_a_finish_and_the_next_start_reach_the_loop_together():
+    """With a task waiting, the thread hands over the end of one task and the start of the
+    next at once: one wake-up of the loop (and one message to the scheduler), not two."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = asyncio.Event()
+        runner = TaskRunner(1, loop, lambda events: loop.call_soon(seen.set), inline_bytes=1000)
+        handed: list[list[tuple]] = []
+        post = runner._post
+
+        def recording_post(*events):
+            handed.append([e[:2] for e in events])
+            return post(*events)
+
+        runner._post = recording_post
+        try:
+            runner.submit("busy", TaskCodec().dumps(held, (), None), {})
+            runner.submit("next", PAYLOAD, {})
+            HOLD.set()
+            while [("finished", "next")] not in handed:
+                seen.clear()
+                await asyncio.wait_for(seen.wait(), 10)
+        finally:
+            runner.stop()
+        return handed
+
+    assert asyncio.run(main()) == [[("started", "busy")],
+                                   [("finished", "busy"), ("started", "next")],
+                                   [("finished", "next")]]  # nothing waits: handed over at once

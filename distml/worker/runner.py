@@ -83,12 +83,14 @@ class TaskRunner:
             self._queue.put(_STOP)
 
     def _work(self) -> None:
+        held: list[tuple] = []  # the last task's "finished", posted with the next "started"
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if isinstance(item, threading.Event):  # a rejoining task takes this thread's place
-                item.set()
+            item = self._next(held)
+            if item is _STOP or isinstance(item, threading.Event):
+                if held:
+                    self._post(*held)
+                if item is not _STOP:  # a rejoining task takes this thread's place
+                    item.set()
                 return
             key, payload, inputs = item
             with self._interrupt_lock:
@@ -96,17 +98,29 @@ class TaskRunner:
                 skip = key in self._skip
                 self._skip.discard(key)
             if skip:
-                if not self._post(("finished", key, *_INTERRUPTED)):
-                    return
+                held.append(("finished", key, *_INTERRUPTED))
                 continue
-            if not self._post(("started", key)):
+            if not self._post(*held, ("started", key)):
                 return
             context = TaskContext(key, self, threading.get_ident())
             outcome = self._run_interruptible(context, payload, inputs)
-            if not self._post(("finished", key, *outcome)):
-                return
+            held = [("finished", key, *outcome)]
             if context.seceded:  # a new thread took this one's place in the pool
+                self._post(*held)
                 return
+
+    def _next(self, held: list[tuple]) -> Any:
+        """The next item of the queue. Events ``held`` back (a task just finished) go to the
+        loop now if the queue is empty; if a task waits, they go with its "started", so that a
+        busy worker wakes its loop and messages the scheduler once per task, not twice. The
+        caller clears ``held`` once it has posted them."""
+        if held:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                self._post(*held)
+                held.clear()
+        return self._queue.get()
 
     # ------------------------------------------------------------------ tasks that wait
     def secede(self, context: TaskContext) -> None:
@@ -193,10 +207,10 @@ class TaskRunner:
         _set_current(None)
         return outcome
 
-    def _post(self, event: tuple) -> bool:
+    def _post(self, *events: tuple) -> bool:
         with self._lock:
-            self._events.append(event)
-            wake = len(self._events) == 1
+            wake = not self._events
+            self._events.extend(events)
         if wake:
             try:
                 self._loop.call_soon_threadsafe(self._drain)
