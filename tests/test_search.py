@@ -14,12 +14,15 @@ from sklearn.datasets import load_diabetes, load_digits, make_classification
 from sklearn.decomposition import PCA
 from sklearn.exceptions import FitFailedWarning
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import check_scoring
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from distml.estimators.model_selection import GridSearchCV, RandomizedSearchCV
+from distml.estimators.model_selection._graph import SearchPlan
+from distml.estimators.model_selection._run import batches, fusions
 
 
 class CountingPCA(TransformerMixin, BaseEstimator):
@@ -301,7 +304,8 @@ def test_progress_reports_to_the_dashboard_at_most_every_quarter_second():
 
 def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
     """Final fits that read the same fitted prefix on the same fold run in one task (here 4
-    values of C per prefix and fold: 12 tasks, not 48), with scikit-learn's results."""
+    values of C per prefix and fold: 12 tasks, not 48), with scikit-learn's results.  The PCA
+    fit that only one such task uses runs inside it; the scaler, which 4 use, is a task."""
     X, y = digits
     grid = {"pca__n_components": [3, 5, 8, 10], "clf__C": [0.01, 0.1, 1.0, 10.0]}
     recorder = client.cluster.scheduler.recorder
@@ -310,7 +314,25 @@ def test_candidates_sharing_a_prefix_run_as_one_task(client, digits):
     keys = [r[3] for r in list(recorder.task_stream)[-(recorder.recorded - seen):]]
     assert sum(k.startswith("search-batch-") for k in keys) == 4 * 3
     assert not [k for k in keys if k.startswith("search-final-")]
+    assert sum(k.startswith("search-step-") for k in keys) == 3
+    assert ours.n_prefix_fits_ == 3 + 4 * 3
     assert_same_results(ours, skms.GridSearchCV(pipeline(), grid, cv=3).fit(X, y))
+
+
+def test_a_step_runs_inside_the_task_of_its_only_users(digits):
+    """A prefix step is fused into a task only when every node that reads it is in that
+    task: with 2 candidates per task, each PCA fit feeds two tasks and stays a task."""
+    X, y = digits
+    plan = SearchPlan(pipeline(), {}, check_scoring(LogisticRegression()), None, False,
+                      np.nan, True, salt="test")
+    fold = plan.add_fold(0, X, y, np.arange(0, 1200), np.arange(1200, len(X)), {})
+    finals = [plan.add_candidate({"pca__n_components": n, "clf__C": c}, fold)
+              for n in (3, 5) for c in (0.1, 1.0, 10.0, 100.0)]
+    steps = {plan.nodes[f].deps[-1] for f in finals}
+    assert len(steps) == 2  # one PCA fit per n_components
+    units = batches(plan, finals, 4)
+    assert sorted(fusions(plan, units).values()) == sorted(steps)
+    assert fusions(plan, batches(plan, finals, 2)) == {}
 
 
 class CountingScaler(TransformerMixin, BaseEstimator):

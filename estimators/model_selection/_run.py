@@ -9,13 +9,17 @@ client's and the scheduler's memory stay bounded however many candidates there a
 When candidate-folds are many and small, the final nodes that read the same inputs (the
 candidates sharing one fitted prefix on one fold) run as one task, ``batch_size`` at most:
 the inputs are read once and each task's fixed cost (a scheduler round trip, moving a fold's
-data to another worker) is paid once per batch.
+data to another worker) is paid once per batch.  A prefix step that only one batch's finals
+use (the last step, when all the candidates after it fit in one batch) runs in that batch's
+task too, just before them: it is still fitted once, but is not a task of its own, with its
+messages and the move of its output to where the batch runs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, deque
+from enum import Enum
 from typing import Any, Callable
 
 from distml.estimators.model_selection._graph import Node, Ref, SearchPlan, _join
@@ -66,6 +70,34 @@ def collect(*results: Any) -> list:
     return list(results)
 
 
+class _Marker(Enum):
+    STAGE = "the output of the prefix step computed in the same task"
+
+
+def on_stage(stage: Any, *calls: list) -> list:
+    """The results of a batch's nodes, each call ``[func, *args]`` with ``STAGE`` among its
+    arguments standing for ``stage`` (the output of the step only they use, computed as a
+    nested task just before this)."""
+    return [call[0](*[stage if a is _Marker.STAGE else a for a in call[1:]]) for call in calls]
+
+
+def fusions(plan: SearchPlan, units: dict[str, list[str]]) -> dict[str, str]:
+    """``{task key: input}`` for the tasks whose finals are the only users of one of their
+    inputs: that node runs inside the task (see the module docstring)."""
+    users: dict[str, set[str]] = {}
+    for members in units.values():
+        for key in plan.closure(members):
+            for dep in plan.nodes[key].deps:
+                users.setdefault(dep, set()).add(key)
+    out = {}
+    for unit, members in units.items():
+        for dep in plan.nodes[members[0]].deps:  # a task's finals share their inputs
+            if users[dep] <= set(members):
+                out[unit] = dep
+                break
+    return out
+
+
 def batches(plan: SearchPlan, finals: list[str], size: int) -> dict[str, list[str]]:
     """``{task key: [final nodes it computes]}``, in submission order: finals with the same
     inputs grouped ``size`` at a time; a group of one is the final node itself."""
@@ -105,8 +137,9 @@ def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any]
     from distml import as_completed
 
     units = batches(plan, finals, max(1, min(batch_size, wave_size)))
-    inputs = {u: plan.closure([d for m in members for d in plan.nodes[m].deps])
-              for u, members in units.items()}
+    fused = fusions(plan, units)
+    inputs = {u: [k for k in plan.closure([d for m in members for d in plan.nodes[m].deps])
+                  if k != fused.get(u)] for u, members in units.items()}
     users = Counter(k for keys in inputs.values() for k in keys)
     pending = deque(units)
     held: dict[str, Any] = {}
@@ -115,6 +148,12 @@ def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any]
 
     def task(unit: str) -> tuple:
         members = units[unit]
+        stage = fused.get(unit)
+        if stage is not None:
+            return (on_stage, _task(plan.nodes[stage]),
+                    *[[node.func, *[(_Marker.STAGE if a.key == stage else a.key)
+                                    if isinstance(a, Ref) else a for a in node.args]]
+                      for node in (plan.nodes[m] for m in members)])
         if len(members) == 1:
             return _task(plan.nodes[unit])
         return (collect, *[_task(plan.nodes[m]) for m in members])
@@ -168,7 +207,8 @@ def run_plan(plan: SearchPlan, finals: list[str], on_result: Callable[[str, Any]
             members = units[future.key]
             in_flight -= len(members)
             finished += 1
-            for key, result in zip(members, value if len(members) > 1 else [value]):
+            listed = len(members) > 1 or future.key in fused
+            for key, result in zip(members, value if listed else [value]):
                 on_result(key, result)
             in_flight += fill()
             if on_idle is not None and not pending and 0 < len(units) - finished <= threads:
