@@ -271,6 +271,25 @@ def test_a_worker_that_runs_out_of_work_steals_at_once():
     assert len(s.workers[A].processing) == len(s.workers[B].processing) == 2
 
 
+def test_a_started_task_is_not_asked_for_and_does_not_hide_a_queued_one():
+    """B started a task of a newer graph (lower priority), then got one of an older graph
+    queued behind it: when A runs out of work, the queued one is asked for, not the started
+    one (which B would refuse to give up)."""
+    s = new_state(A, B)
+    s.durations.update({"dep": 0.001, "slow": 0.02, "late": 0.02, "own": 0.04})
+    s.update_graph(C, {"own": spec()}, ["own"])
+    s.update_graph(C, {"dep": spec(), "slow-1": spec("dep")}, ["slow-1"])
+    s.update_graph(C, {"late": spec()}, ["late"])
+    assert s.tasks["own"].processing_on is s.workers[A]
+    assert s.tasks["dep"].processing_on is s.tasks["late"].processing_on is s.workers[B]
+    s.task_started(B, ["dep", "late"])
+    s.task_finished(B, "dep", 8, 0.001)
+    assert s.tasks["slow-1"].processing_on is s.workers[B]
+    assert s.tasks["slow-1"].priority < s.tasks["late"].priority
+    out = s.task_finished(A, "own", 8, 0.04)
+    assert [m["key"] for m in ops(out, B, "steal")] == ["slow-1"]
+
+
 def test_steals_in_flight_count_for_the_thief():
     s = _backlog_and_other()
     assert len(ops(s.task_finished(B, "own", 8, 0.01), A, "steal")) == 2

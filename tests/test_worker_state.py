@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from distml.worker.state import (Execute, Fetch, Forget, SendToScheduler, WorkerStateMachine)
+from distml.worker.state import (Execute, Fetch, Forget, Interrupt, SendToScheduler,
+                                 WorkerStateMachine)
 
 ME = "tcp://me:1"
 P1 = "tcp://p1:1"
@@ -70,9 +71,39 @@ def test_steal_only_unstarted():
     w = WorkerStateMachine(nthreads=1, address=ME)
     w.compute("running", b"", [0, 0], {})
     w.compute("queued", b"", [0, 1], {})
+    w.tasks_started(["running"])
     assert sent(w.steal("running"), "steal-response")[0]["ok"] is False
     assert sent(w.steal("queued"), "steal-response")[0]["ok"] is True
     assert not kinds(w.task_done("running", 1, 0.0), Execute)
+
+
+def test_steal_a_task_handed_to_the_threads_ahead_that_none_took_up():
+    """A prefetched task waits in the threads' queue behind the running one: a steal takes
+    it (the threads skip it), and nothing of it is reported or kept here."""
+    w = WorkerStateMachine(nthreads=1, address=ME, prefetch=1)
+    out = w.compute("running", b"", [0, 0], {}) + w.compute("ahead", b"", [0, 1], {})
+    assert [e.key for e in kinds(out, Execute)] == ["running", "ahead"]
+    w.tasks_started(["running"])
+    out = w.steal("ahead")
+    assert sent(out, "steal-response")[0]["ok"] is True
+    assert [i.key for i in kinds(out, Interrupt)] == ["ahead"]
+    w.task_done("running", 1, 0.0)
+    out = w.task_interrupted("ahead")  # the threads skipped it
+    assert not sent(out, "task-finished") and "ahead" not in w.tasks and not w.executing
+    # had a thread taken it up first, it would have run on (and its result been dropped)
+    w.compute("late", b"", [0, 2], {})
+    w.tasks_started(["late"])
+    assert sent(w.steal("late"), "steal-response")[0]["ok"] is False
+
+
+def test_a_stolen_task_that_a_thread_took_up_meanwhile_leaves_no_result():
+    w = WorkerStateMachine(nthreads=1, address=ME, prefetch=1)
+    w.compute("running", b"", [0, 0], {})
+    w.compute("ahead", b"", [0, 1], {})
+    w.steal("ahead")  # granted: the scheduler has not heard "started" yet
+    w.task_done("running", 1, 0.0)
+    out = w.task_done("ahead", 8, 0.1)  # the interruption came too late
+    assert not sent(out, "task-finished") and kinds(out, Forget) and w.in_memory == {"running": 1}
 
 
 def test_failure_is_reported():

@@ -113,8 +113,9 @@ def plan_steals(workers: Collection[WorkerState], durations: dict[str, float],
     planned = {ws: ws.occupancy + sum(incoming.get(ws, ())) for ws in idle}
     steals = []
     for victim in victims:
-        movable = sorted((ts for ts in victim.processing
-                          if ts.stealing_to is None and ts not in victim.long_running),
+        movable = sorted((ts for ts in victim.processing  # (a started one is not given up)
+                          if ts.stealing_to is None and not ts.started
+                          and ts not in victim.long_running),
                          key=lambda t: t.priority, reverse=True)
         surplus = victim.busy_threads() - leaving.get(victim, 0) - victim.nthreads
         remaining = victim.load()  # after the steals planned so far

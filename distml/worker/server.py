@@ -270,7 +270,7 @@ class Worker:
                    and event[1] in self.state.tasks]
         if started:
             self.stream.send({"op": "started", "keys": started})
-        instructions: list[Instruction] = []
+        instructions: list[Instruction] = self.state.tasks_started(started)
         for event in events:
             kind, key = event[0], event[1]
             if kind == "seceded":

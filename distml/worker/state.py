@@ -65,6 +65,8 @@ class WorkerTask:
     dependencies: list[str]
     state: str = WAITING
     missing: set[str] = field(default_factory=set)
+    #: A thread took it up (handed to the threads, it may still wait behind another task).
+    started: bool = False
 
 
 class WorkerStateMachine:
@@ -177,14 +179,28 @@ class WorkerStateMachine:
         return []
 
     def steal(self, key: str) -> list[Instruction]:
-        """The scheduler wants to move ``key`` elsewhere: agree only if it has not started."""
+        """The scheduler wants to move ``key`` elsewhere: agree only if it has not started. A
+        task handed to the threads ahead of time that no thread has taken up yet can still go:
+        the threads skip it (and should one take it up meanwhile, it is interrupted)."""
         task = self.tasks.get(key)
-        ok = task is not None and task.state in (WAITING, READY)
+        ok = task is not None and (task.state in (WAITING, READY) or (
+            task.state == EXECUTING and not task.started and key not in self.seceded))
         out: list[Instruction] = [SendToScheduler({"op": "steal-response", "key": key,
                                                    "ok": ok})]
-        if ok:
+        if ok and task.state == EXECUTING:
+            task.state = CANCELLED
+            out.append(Interrupt(key))
+        elif ok:
             out.extend(self._drop_task(task))
         return out
+
+    def tasks_started(self, keys: Iterable[str]) -> list[Instruction]:
+        """Threads took up ``keys``: from now on they are not given up to a steal."""
+        for key in keys:
+            task = self.tasks.get(key)
+            if task is not None and task.state == EXECUTING:
+                task.started = True
+        return []
 
     def forget_work(self) -> list[Instruction]:
         """The scheduler is gone and with it every assignment: drop queued work and fetches,
@@ -389,6 +405,7 @@ class WorkerStateMachine:
 
     def _make_ready(self, task: WorkerTask) -> None:
         task.state = READY
+        task.started = False
         heapq.heappush(self._ready, (task.priority, next(self._counter), task.key))
 
     def _start_executions(self) -> list[Instruction]:
