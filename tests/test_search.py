@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from distml.estimators.model_selection import GridSearchCV, RandomizedSearchCV
-from distml.estimators.model_selection._graph import SearchPlan
+from distml.estimators.model_selection._graph import SearchPlan, params_key
 from distml.estimators.model_selection._run import batches, fusions
 
 
@@ -392,3 +392,11 @@ def test_column_transformer_sparse_output_and_failures_like_scikit_learn(client,
         ref = skms.GridSearchCV(est, grid, cv=3).fit(X, y)
     assert_same_results(ours, ref)
     assert np.isnan(ours.cv_results_["mean_test_score"]).sum() == 2  # PCA(100) on 66 columns
+
+
+def test_params_key_keeps_apart_what_configures_differently():
+    keys = [params_key({"C": v}) for v in (1, 1.0, True, 0.0, -0.0, np.float64(1.0), None)]
+    assert len(set(keys)) == len(keys)
+    assert params_key({"a": 1, "b": "x"}) == params_key({"b": "x", "a": 1})
+    arrays = [params_key({"w": np.arange(3)}), params_key({"w": np.arange(1, 4)})]
+    assert arrays[0] != arrays[1] and all(isinstance(k, str) for k in arrays)  # hashed

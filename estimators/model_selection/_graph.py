@@ -264,6 +264,19 @@ def token(*parts: Any) -> str:
     return joblib.hash(parts)
 
 
+def params_key(params: dict) -> Any:
+    """A hashable stand-in for ``params`` (values to set on an estimator) that is cheaper than
+    their token when every value is a plain scalar: each value's type and repr, so that 1, 1.0
+    and True, or 0.0 and -0.0, stay apart."""
+    if all(type(v) in _SCALARS or (isinstance(v, np.generic) and not isinstance(v, np.void))
+           for v in params.values()):
+        return tuple(sorted((k, type(v).__name__, repr(v)) for k, v in params.items()))
+    return token(params)
+
+
+_SCALARS = frozenset({bool, int, float, str, type(None)})
+
+
 def _join(*parts: str) -> str:
     """A short hash of already-hashed parts (cheap: no pickling)."""
     return xxhash.xxh3_128_hexdigest("\x00".join(parts).encode())
@@ -304,7 +317,7 @@ def pipeline_steps(estimator: Any, params: dict, fit_params: dict, shared: dict 
         if shared is None:
             steps.append((name, configured(obj, sub), fit))
             continue
-        ident = (name, id(obj), token(sub))
+        ident = (name, id(obj), params_key(sub))
         if ident not in shared:
             shared[ident] = (obj, configured(obj, sub))  # obj kept: its id stays its own
         steps.append((name, shared[ident][1], fit))
@@ -394,6 +407,8 @@ class SearchPlan:
     def _hash(self, obj: Any) -> str:
         """:func:`token` of ``obj``, computed once per object (the configured steps of a
         candidate are the same objects on every fold)."""
+        if type(obj) is dict and not obj:  # a step without fit parameters
+            return "{}"
         hit = self._hashes.get(id(obj))
         if hit is None or hit[0] is not obj:
             hit = self._hashes[id(obj)] = (obj, token(obj))
