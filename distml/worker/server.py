@@ -23,7 +23,6 @@ from distml.config import Config
 from distml.errors import CommClosedError, ProtocolError
 from distml.pool import ConnectionPool
 from distml.protocol import payload, serialize
-from distml.sizeof import sizeof
 from distml.worker.context import close_worker_client
 from distml.worker.runner import TaskRunner, encode_exception
 from distml.worker.spill import SpillBuffer
@@ -287,7 +286,7 @@ class Worker:
                 _, _, _, value, nbytes, duration, inline = event
                 task = self.state.tasks.get(key)
                 if task is not None and task.state != "cancelled":
-                    self.data[key] = value
+                    self.data.put(key, value, nbytes)  # measured in the task's thread
                 instructions += self.state.task_done(key, nbytes, duration, inline)
             else:
                 _, _, _, exception, trace, text = event
@@ -313,8 +312,7 @@ class Worker:
             return
         sizes = {}
         for key, value in values.items():
-            self.data[key] = value
-            sizes[key] = sizeof(value)
+            sizes[key] = self.data.put(key, value)
         self.transfers.record(sum(sizes.values()), time.perf_counter() - started)
         missing = [k for k in keys if k not in values]
         out = self.state.fetch_done(address, sizes)
@@ -340,8 +338,7 @@ class Worker:
                     if not isinstance(put, str):
                         raise ProtocolError("put-data needs the scatter's id ('put')")
                     values = unpack_values(header, frames)
-                    self.data.update(values)
-                    sizes = {k: sizeof(v) for k, v in values.items()}
+                    sizes = {k: self.data.put(k, v) for k, v in values.items()}
                     self._carry_out(self.state.data_put(sizes, put))
                     await comm.send({"op": "ok", "nbytes": sizes})
                 elif op == "run":

@@ -44,14 +44,19 @@ class SpillBuffer(MutableMapping):
 
     # ------------------------------------------------------------------ mapping
     def __setitem__(self, key: str, value: Any) -> None:
+        self.put(key, value)
+
+    def put(self, key: str, value: Any, nbytes: int | None = None) -> int:
+        """Store ``value`` (``nbytes`` if already measured, else measured here); its size."""
         if key in self:
             del self[key]
-        size = sizeof(value)
+        size = sizeof(value) if nbytes is None else nbytes
         self.fast[key] = value
         self.sizes[key] = size
         self.fast_bytes += size
         if self.target and self.fast_bytes > self.target:
             self.evict_until(self.target, keep=key)
+        return size
 
     def __getitem__(self, key: str) -> Any:
         if key in self.fast:
