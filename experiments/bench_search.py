@@ -10,11 +10,16 @@ Grid (the issue's): ``load_digits``; ``Pipeline(StandardScaler -> PCA(n_componen
 * dask-ml ``GridSearchCV`` on a 2-worker x 1-thread dask LocalCluster (when ``dask_ml``
   imports, else n/a).
 
-"first use" is the first search after the pool or cluster started (worker imports, loky
-start); "warm" is the best of ``--repeat`` rounds in which the three systems, all started,
-each run one search in turn (the order rotating), so that load from elsewhere on a shared
-machine falls on all of them alike; the median is reported too.  Every system must find the same
-best parameters and best score, and the same mean test score for every candidate.
+The systems take turns, ``--repeat`` rounds with the order rotating, so that load from
+elsewhere on a shared machine falls on all of them alike.  In its turn a system is started
+alone (no other system's processes alive: an idle dask cluster alone takes about 100 ms of CPU
+a second, 5% of a 2-core machine, which slowed whichever system ran beside it), runs its first
+search ("first use": worker imports, loky start), is left to settle for ``SETTLE`` seconds
+(what a start leaves running, such as distml's spare worker process or the end of the last
+system's shutdown, is over by then), runs ``WARM_PER_TURN`` more ("warm"), and is shut down.
+First use is the median over the rounds; warm is the best, with the median too.  Every system
+must find the same best parameters and best score, and the same mean test score for every
+candidate.
 
 Chunked part: a k-fold search (``LogisticRegression``, ``C`` in 0.1, 1; ``cv=3``) over a
 distml array made on the workers that is larger than one worker's memory limit (full: 1.2 GB
@@ -50,6 +55,8 @@ from sklearn.datasets import load_digits
 RESULTS = Path(__file__).parent / "results"
 GRID = {"pca__n_components": [10, 20, 30, 40], "clf__C": [0.01, 0.1, 1, 10]}
 TARGETS = {"scikit-learn": 0.7, "dask-ml": 0.5}
+SETTLE = 2.0
+WARM_PER_TURN = 2
 
 
 def pipeline() -> Any:
@@ -62,7 +69,9 @@ def pipeline() -> Any:
 
 
 def _sklearn_system(X: np.ndarray, y: np.ndarray, stack: ExitStack) -> tuple[str, Callable]:
+    from joblib.externals.loky import get_reusable_executor
     from sklearn.model_selection import GridSearchCV
+    stack.callback(lambda: get_reusable_executor().shutdown(wait=True))  # loky's pool
     return ("scikit-learn GridSearchCV(n_jobs=2)",
             lambda: GridSearchCV(pipeline(), GRID, cv=3, n_jobs=2).fit(X, y))
 
@@ -85,6 +94,11 @@ def _dask_ml_system(X: np.ndarray, y: np.ndarray, stack: ExitStack
         from dask_ml.model_selection import GridSearchCV
     except ImportError as exc:
         return name, f"n/a ({exc})"
+    # dask's nanny leaves its worker settings (MALLOC_TRIM_THRESHOLD_=65536, *_NUM_THREADS=1)
+    # in this process's environment, where pools started later would inherit them: a loky
+    # pool started after a dask turn ran 0.70-0.81 s searches instead of 0.50-0.60 s
+    saved = dict(os.environ)
+    stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
     cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1,
                                                processes=True, dashboard_address=None))
     stack.enter_context(Client(cluster))  # dask-ml uses the default dask client
@@ -95,39 +109,41 @@ def _dask_ml_system(X: np.ndarray, y: np.ndarray, stack: ExitStack
 
 
 def run_grid(X: np.ndarray, y: np.ndarray, repeat: int) -> list[dict[str, Any]]:
-    """Every system started side by side; first use timed right after each start, then
-    ``repeat`` rounds in which each system runs one warm search in turn (the order rotating
-    each round), so a burst of load from elsewhere hits all of them alike."""
-    runs: list[dict[str, Any]] = []
-    with ExitStack() as stack:
-        systems = []
-        for make in (_sklearn_system, _distml_system, _dask_ml_system):
-            name, search = make(X, y, stack)
-            if isinstance(search, str):
-                runs.append({"system": name, "note": search})
-                continue
-            start = time.perf_counter()
-            search()
-            systems.append((name, search, time.perf_counter() - start))
-        warm: dict[str, list[float]] = {name: [] for name, _, _ in systems}
-        found: dict[str, Any] = {}
-        for r in range(repeat):
-            turn = systems[r % len(systems):] + systems[:r % len(systems)]
-            for name, search, _ in turn:
+    """``repeat`` rounds in which each system in turn (the order rotating) starts alone, runs
+    its first search, settles, runs ``WARM_PER_TURN`` warm searches, and shuts down."""
+    makers = [_sklearn_system, _distml_system, _dask_ml_system]
+    notes: dict[str, str] = {}
+    first: dict[str, list[float]] = {}
+    warm: dict[str, list[float]] = {}
+    found: dict[str, Any] = {}
+    for r in range(repeat):
+        for make in makers[r % len(makers):] + makers[:r % len(makers)]:
+            with ExitStack() as stack:
+                name, search = make(X, y, stack)
+                if isinstance(search, str):
+                    notes[name] = search
+                    continue
                 gc.collect()
                 start = time.perf_counter()
-                found[name] = search()
-                warm[name].append(time.perf_counter() - start)
-        for name, search, first in systems:
-            model = found[name]
-            out = {"system": name, "first_use_s": first, "warm_s": min(warm[name]),
-                   "warm_median_s": float(np.median(warm[name])), "warm_all_s": warm[name],
-                   "best_params": {k: float(v) for k, v in model.best_params_.items()},
-                   "best_score": float(model.best_score_),
-                   "mean_test_score": [float(s) for s in model.cv_results_["mean_test_score"]]}
-            if name.startswith("distml"):
-                out["prefix_fits"] = model.n_prefix_fits_
-            runs.append(out)
+                search()
+                first.setdefault(name, []).append(time.perf_counter() - start)
+                time.sleep(SETTLE)
+                for _ in range(WARM_PER_TURN):
+                    gc.collect()
+                    start = time.perf_counter()
+                    found[name] = search()
+                    warm.setdefault(name, []).append(time.perf_counter() - start)
+    runs: list[dict[str, Any]] = [{"system": name, "note": note} for name, note in notes.items()]
+    for name, model in found.items():
+        out = {"system": name, "first_use_s": float(np.median(first[name])),
+               "first_use_all_s": first[name], "warm_s": min(warm[name]),
+               "warm_median_s": float(np.median(warm[name])), "warm_all_s": warm[name],
+               "best_params": {k: float(v) for k, v in model.best_params_.items()},
+               "best_score": float(model.best_score_),
+               "mean_test_score": [float(s) for s in model.cv_results_["mean_test_score"]]}
+        if name.startswith("distml"):
+            out["prefix_fits"] = model.n_prefix_fits_
+        runs.append(out)
     order = ("scikit-learn", "distml", "dask-ml")
     return sorted(runs, key=lambda r: next(i for i, o in enumerate(order)
                                            if r["system"].startswith(o)))
@@ -184,23 +200,25 @@ def fmt(value: Any, spec: str) -> str:
 def table(runs: list[dict], chunked: dict | None, repeat: int) -> str:
     ref = runs[0]
     lines = ["# GridSearchCV: load_digits, StandardScaler -> PCA -> LogisticRegression, "
-             f"16 candidates x cv=3 ({platform.machine()}, warm = best of {repeat} rounds, the "
-             "systems taking turns)", "",
+             f"16 candidates x cv=3 ({platform.machine()}; {repeat} rounds, the systems taking "
+             f"turns, each alone while it runs: first use = median, warm = best of "
+             f"{repeat * WARM_PER_TURN})", "",
              "| system | first use (s) | warm (s) | warm median (s) | distml warm / this | "
-             "best params | best score | best same as scikit-learn | "
+             "distml median / this | best params | best score | best same as scikit-learn | "
              "max abs diff of mean test scores |",
-             "|---|---:|---:|---:|---:|---|---:|---|---:|"]
+             "|---|---:|---:|---:|---:|---:|---|---:|---|---:|"]
     ours = next(r for r in runs if r["system"].startswith("distml"))
     for r in runs:
         if "warm_s" not in r:
-            lines.append(f"| {r['system']} | {r['note']} | | | | | | | |")
+            lines.append(f"| {r['system']} | {r['note']} | | | | | | | | |")
             continue
         same = r["best_params"] == ref["best_params"] and r["best_score"] == ref["best_score"]
         diff = float(np.max(np.abs(np.subtract(r["mean_test_score"], ref["mean_test_score"]))))
         ratio = "" if r is ours else f"{ours['warm_s'] / r['warm_s']:.2f}x"
+        median = "" if r is ours else f"{ours['warm_median_s'] / r['warm_median_s']:.2f}x"
         params = ", ".join(f"{k}={v:g}" for k, v in sorted(r["best_params"].items()))
         lines.append(f"| {r['system']} | {r['first_use_s']:.2f} | {r['warm_s']:.2f} | "
-                     f"{r['warm_median_s']:.2f} | {ratio} | "
+                     f"{r['warm_median_s']:.2f} | {ratio} | {median} | "
                      f"{params} | {r['best_score']:.4f} | {'yes' if same else 'NO'} | "
                      f"{diff:.1e} |")
     lines += ["", "Targets: distml warm <= 0.7x scikit-learn's, <= 0.5x dask-ml's; "
@@ -248,13 +266,16 @@ def main() -> None:
     if args.skip_chunked:
         return
     ours = runs[1]
-    ratios = {peer: ours["warm_s"] / r["warm_s"] for peer, r in
-              zip(("scikit-learn", "dask-ml"), (runs[0], runs[2])) if "warm_s" in r}
+    peers = [(peer, r) for peer, r in zip(("scikit-learn", "dask-ml"), (runs[0], runs[2]))
+             if "warm_s" in r]
+    ratios = {peer: ours["warm_s"] / r["warm_s"] for peer, r in peers}
+    median_ratios = {peer: ours["warm_median_s"] / r["warm_median_s"] for peer, r in peers}
     RESULTS.mkdir(exist_ok=True)
     stem = "bench_search_quick" if args.quick else "bench_search"
     (RESULTS / f"{stem}.md").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps(
         {"repeat": repeat, "grid": GRID, "results": runs, "warm_ratio_distml_over": ratios,
+         "warm_median_ratio_distml_over": median_ratios,
          "targets": TARGETS, "chunked": chunked}, indent=2, default=str) + "\n")
 
 
