@@ -51,29 +51,28 @@ def test_interrupting_a_finished_key_does_not_skip_its_next_run():
     assert outcomes_of(script) == ["ok", "ok"]
 
 
-RELEASE = threading.Event()
+#: Events that tasks wait on, by name (a task is pickled by reference to a module function).
+GATES: dict[str, threading.Event] = {}
 
 
-def wait_for_release() -> bool:
-    return RELEASE.wait(10)
+def wait_at(gate: str) -> bool:
+    return GATES.setdefault(gate, threading.Event()).wait(10)
+
+
+def gate_task(gate: str) -> list:
+    GATES[gate] = threading.Event()
+    return TaskCodec().dumps(wait_at, (gate,), None)
 
 
 def test_interrupting_a_queued_key_skips_it():
     async def script(runner, finished):
-        runner.submit("busy", TaskCodec().dumps(wait_for_release, (), None), {})
+        runner.submit("busy", gate_task("release"), {})
         runner.submit("k", PAYLOAD, {})  # waits behind "busy" on the one thread
         runner.interrupt("k")
-        RELEASE.set()
+        GATES["release"].set()
         await finished(2)
 
     assert outcomes_of(script) == ["ok", "interrupted"]
-
-
-HOLD = threading.Event()
-
-
-def held() -> bool:
-    return HOLD.wait(10)
 
 
 def test_a_finish_and_the_next_start_reach_the_loop_together():
@@ -92,9 +91,9 @@ def test_a_finish_and_the_next_start_reach_the_loop_together():
 
         runner._post = recording_post
         try:
-            runner.submit("busy", TaskCodec().dumps(held, (), None), {})
+            runner.submit("busy", gate_task("hold"), {})
             runner.submit("next", PAYLOAD, {})
-            HOLD.set()
+            GATES["hold"].set()
             while [("finished", "next")] not in handed:
                 seen.clear()
                 await asyncio.wait_for(seen.wait(), 10)
