@@ -25,6 +25,7 @@ from distml.comm import Comm, connect
 from distml.config import Config
 from distml.diagnostics.progress import GraphProgress
 from distml.errors import CommClosedError, DistmlError, KeyLostError, ProtocolError, TimeoutError
+from distml.inproc import InProcessComm
 from distml.loop import shared_loop
 from distml.pool import ConnectionPool
 from distml.protocol import payload, serialize
@@ -109,7 +110,7 @@ class Client:
         self._unique_counter = itertools.count()
         self._replies: dict[int, asyncio.Future] = {}
         self._reply_ids = itertools.count()
-        self._comm: Comm | None = None
+        self._comm: Comm | InProcessComm | None = None
         self._stream: BatchedStream | None = None
         self._receiver: asyncio.Task | None = None
         #: Why the scheduler cut us off for a bad message, if it did.
@@ -151,8 +152,12 @@ class Client:
     # ------------------------------------------------------------------ connection
     async def _connect(self, client_id: str | None = None,
                        timeout: float | None = None) -> str:
-        comm = await connect(self.scheduler_address, self.config,
-                             timeout=self.timeout if timeout is None else timeout)
+        scheduler = getattr(self.cluster, "scheduler", None)
+        if scheduler is not None and scheduler.address == self.scheduler_address:
+            comm = scheduler.connect_in_process()  # a local cluster's, on this loop
+        else:
+            comm = await connect(self.scheduler_address, self.config,
+                                 timeout=self.timeout if timeout is None else timeout)
         await comm.send({"op": "register-client",
                          "client": client_id or f"client-{uuid.uuid4().hex[:12]}"})
         reply, _ = await comm.recv()

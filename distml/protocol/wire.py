@@ -70,14 +70,25 @@ def _byte_view(frame: Any) -> Frame:
         raise ProtocolError(f"frame of shape {view.shape} is not contiguous; send a copy") from None
 
 
-def encode(header: dict[str, Any], frames: Sequence[Any] = ()) -> list[Frame]:
-    """The buffers to write for one message: prefix and header in one ``bytes``, then the
-    frames as they are (uncopied). Raises ``ProtocolError`` if the header is not msgpack data."""
+def pack_header(header: dict[str, Any]) -> bytes:
+    """The msgpack form of ``header``; ``ProtocolError`` if it is not msgpack data."""
     try:
-        packed = msgpack.packb(header, use_bin_type=True)
+        return msgpack.packb(header, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode header of message {header.get('op')!r}: "
                             f"{exc}") from None
+
+
+def owned_frame(frame: Any) -> bytes | bytearray:
+    """``frame``'s bytes in a buffer no one else can change: itself if ``bytes``, else a copy
+    (for a message that stays in this process, where the sender might reuse its buffer)."""
+    return frame if isinstance(frame, bytes) else bytearray(_byte_view(frame))
+
+
+def encode(header: dict[str, Any], frames: Sequence[Any] = ()) -> list[Frame]:
+    """The buffers to write for one message: prefix and header in one ``bytes``, then the
+    frames as they are (uncopied). Raises ``ProtocolError`` if the header is not msgpack data."""
+    packed = pack_header(header)
     views = [_byte_view(f) for f in frames]
     lengths = [memoryview(v).nbytes for v in views]
     prefix = _PREFIX.pack(len(views), len(packed)) + struct.pack(f"<{len(lengths)}Q", *lengths)
@@ -118,6 +129,12 @@ def _check_frames(frame_lengths: Sequence[int], limits: Limits) -> None:
         if length > limits.max_frame_bytes:
             raise ProtocolError(f"frame of {length} bytes exceeds the limit of "
                                 f"{limits.max_frame_bytes}")
+
+
+def check_limits(header_bytes: int, frame_lengths: Sequence[int], limits: Limits) -> None:
+    """``ProtocolError`` if a message of these sizes is over ``limits``."""
+    _check_prefix(len(frame_lengths), header_bytes, limits)
+    _check_frames(frame_lengths, limits)
 
 
 def _chunks(lengths: Sequence[int]) -> Iterator[tuple[int, int]]:

@@ -19,6 +19,7 @@ from distml.comm import Comm, Listener
 from distml.config import Config
 from distml.diagnostics.recorder import MEMORY_SAMPLE_SECONDS, Recorder
 from distml.errors import CommClosedError, ProtocolError
+from distml.inproc import InProcessComm, comm_pair
 from distml.protocol import payload
 from distml.scheduler.state import Outbox, SchedulerState
 
@@ -138,6 +139,8 @@ class Scheduler:
         self._received = time.time()
         self._stimulus = itertools.count()
         self._periodic: asyncio.Task | None = None
+        #: Handlers of in-process connections (kept referenced while they run).
+        self._in_process: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
         self._worker_joined = asyncio.Event()
         self.started = time.time()
@@ -217,6 +220,17 @@ class Scheduler:
         self._route(method(*args, **kwargs))
 
     # ------------------------------------------------------------------ connections
+    def connect_in_process(self) -> InProcessComm:
+        """A connection for a client in this process (on this loop): no socket, no handshake
+        (see :mod:`distml.inproc`). Served like any other."""
+        if self._closed.is_set():
+            raise CommClosedError(f"scheduler at {self.address} is closed")
+        client_end, server_end = comm_pair(self.address, self.config)
+        task = asyncio.get_running_loop().create_task(self._handle_comm(server_end))
+        self._in_process.add(task)
+        task.add_done_callback(self._in_process.discard)
+        return client_end
+
     async def _handle_comm(self, comm: Comm) -> None:
         try:
             header, _ = await comm.recv()
