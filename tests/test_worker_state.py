@@ -67,6 +67,20 @@ def test_free_cancels_queued_and_discards_running_result():
     assert w.in_memory == {}
 
 
+def test_a_failed_fetch_nobody_wanted_any_more_is_not_held_against_the_peer():
+    """A fetch of ``k`` from P1 failed after the only task wanting it was freed; a task that
+    wants ``k`` later, from P1 again (which may hold it by then), must fetch it there, not wait
+    for ever (seen hanging a dataframe example: a stale 'tried' kept P1 out)."""
+    w = WorkerStateMachine(nthreads=1, address=ME)
+    (fetch,) = kinds(w.compute("t1", b"", [0, 0], {"k": [P1]}), Fetch)
+    w.free(["t1"])
+    assert not w.fetch_failed(P1, ["k"])  # nothing to report: nobody wants k now
+    out = w.compute("t2", b"", [0, 1], {"k": [P1]})
+    assert [(f.address, f.keys) for f in kinds(out, Fetch)] == [(P1, ["k"])]
+    out = w.fetch_failed(P1, ["k"])  # really gone this time: the scheduler hears of it
+    assert [m["dep"] for m in sent(out, "missing-data")] == ["k"]
+
+
 def test_steal_only_unstarted():
     w = WorkerStateMachine(nthreads=1, address=ME)
     w.compute("running", b"", [0, 0], {})

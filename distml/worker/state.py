@@ -353,8 +353,13 @@ class WorkerStateMachine:
             self._in_flight.pop(key, None)
             if key in self.in_memory:
                 continue  # restored by the scheduler meanwhile
+            if not self._needed_by.get(key):
+                # no task here wants it any more: nothing to remember of this attempt (a task
+                # wanting it later must try this peer again, which may hold it by then)
+                self._tried.pop(key, None)
+                continue
             self._tried.setdefault(key, []).append(address)
-            if self._holders.get(key) or not self._needed_by.get(key):
+            if self._holders.get(key):
                 continue
             # nobody left to ask: hand the dependent tasks back to the scheduler
             for task_key in list(self._needed_by.get(key, ())):
@@ -488,4 +493,5 @@ class WorkerStateMachine:
                 if not waiting:
                     del self._needed_by[key]
                     self._holders.pop(key, None)
+                    self._tried.pop(key, None)
                     self._sizes.pop(key, None)
