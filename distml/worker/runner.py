@@ -112,8 +112,8 @@ class TaskRunner:
     def _next(self, held: list[tuple]) -> Any:
         """The next item of the queue. Events ``held`` back (a task just finished) go to the
         loop now if the queue is empty; if a task waits, they go with its "started", so that a
-        busy worker wakes its loop and messages the scheduler once per task, not twice. The
-        caller clears ``held`` once it has posted them."""
+        busy worker wakes its loop and messages the scheduler once per task, not twice.
+        ``held`` is emptied here if posted here; otherwise the caller posts it."""
         if held:
             try:
                 return self._queue.get_nowait()
